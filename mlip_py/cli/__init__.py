@@ -1,0 +1,1 @@
+"""The ``mlp`` command line (click).  Nothing in the package imports this."""
