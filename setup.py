@@ -54,6 +54,8 @@ def _has_openmp():
 
 
 OPENMP = _has_openmp()
+# development aid: build only some extensions, e.g. MLIP_PY_BUILD_ONLY=_mtp,_neighbors
+ONLY = {x for x in os.environ.get("MLIP_PY_BUILD_ONLY", "").split(",") if x}
 compile_args = ["-O3"] + (["-fopenmp"] if OPENMP else [])
 link_args = ["-fopenmp"] if OPENMP else []
 
@@ -67,7 +69,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name, sources in EXTENSIONS.items()
-    if os.path.exists(sources[0])
+    if os.path.exists(sources[0]) and (not ONLY or name in ONLY)
 ]
 
 setup(
