@@ -1,0 +1,970 @@
+# cython: language_level=3
+"""Moment Tensor Potential kernels (MLIP-2 model, mlip-formats.md §3.3).
+
+Conventions
+-----------
+* Neighbour list in CSR form: ``offsets`` (N+1,) int64, ``index`` (M,) int64 = original
+  atom j of pair p, ``vectors`` (M, 3) float64 = r_ij = r_j(image) - r_i.  Pairs with
+  |r_ij| >= max_dist contribute nothing (so a list built with a skin is fine).
+* ``types`` (N,) int64, 0-based, already validated (< species_count) by the caller.
+* Coefficients are passed per call (training changes them):
+  ``radial`` (C*C*K*R,) flat in (ti, tj, mu, beta) order, ``species`` (C,), ``moment`` (S,).
+  theta = [radial | species | moment], n = C*C*K*R + C + S.
+* ``dvdr`` (M, 3) = dV_i/dr_ij per pair.  Forces F_i += dV_i/dr_ij, F_j -= dV_i/dr_ij;
+  virial S_ab = -sum_p (dV_i/dr_ij)_a (r_ij)_b (PlusStress, positive under compression).
+
+Algorithm per atom i (reverse mode): radial basis Q_b(r) and dQ_b/dr by the Chebyshev
+recurrence; f_mu = sum_b c[ti,tj,mu,b] Q_b; unit-vector monomials u_x^a u_y^b u_z^c for every
+distinct (a, b, c) (built recursively, one product each); basic moments
+M_k = sum_j f_mu * mono; composite moments by alpha_index_times in file order; adjoints
+g = dV/dM backwards through alpha_index_times; dV/dr_ij from the basic moments grouped by
+monomial.  Parameter derivatives of force/stress terms use forward-over-reverse: the
+tangent (along pair displacements w_ij) of the energy-gradient computation.
+
+All loops over atoms run in OpenMP ``prange`` (serial without -fopenmp) with thread-local
+work buffers; per-pair outputs are written disjointly and summed serially afterwards.
+"""
+import numpy as np
+
+cimport cython
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport exp, sqrt
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
+
+cdef extern from "_mtp_core.h" nogil:
+    int mtp_max_threads()
+    double mtp_dot(const double *a, const double *b, int n)
+    double mtp_dot2(const double *a, const double *b, const double *c, const double *d, int n)
+    void mtp_axpy(double *y, double alpha, const double *x, int n)
+    void mtp_axpy2(double *y1, double *y2, double alpha, const double *x1, const double *x2,
+                   int n)
+
+cdef double REPULS_MULT = 10000.0  # RBChebyshev_repuls pair term prefactor
+
+
+def max_threads():
+    """Default number of OpenMP threads (1 without OpenMP)."""
+    return mtp_max_threads()
+
+
+# --------------------------------------------------------------------------- tables
+cdef struct Tab:
+    int C, K, R, nmom, nb, nt, S, nmono, repuls
+    double rmin, rmax, scaling
+    int *b_mu          # (nb,) radial function of basic moment k
+    int *b_mono        # (nb,) monomial of basic moment k
+    int *mono_par      # (nmono,) parent monomial (mono = parent * u[comp]); -1 for m = 0
+    int *mono_comp     # (nmono,) component 0/1/2
+    int *mono_down     # (nmono, 3) monomial with a-1 / b-1 / c-1 (or -1)
+    double *mono_pow   # (nmono, 3) a, b, c as doubles
+    double *mono_nu    # (nmono,) a + b + c
+    int *grp_start     # (nmono + 1,) basic moments grouped by monomial
+    int *grp_k         # (nb,)
+    int *t_i0
+    int *t_i1
+    int *t_k
+    double *t_mult
+    int nruns          # alpha_index_times split into runs of equal k (file order kept)
+    int *run_start     # (nruns + 1,)
+    int *run_k         # (nruns,)
+    int *mapping       # (S,)
+
+
+cdef struct Work:
+    int cap
+    double *r
+    double *invr
+    double *u          # (3, cap)
+    double *Q          # (R, cap)
+    double *dQ         # (R, cap)
+    double *f          # (K, cap)
+    double *fd         # (K, cap)
+    double *mono       # (nmono, cap)
+    double *M          # (nmom,)
+    double *g          # (nmom,)
+    double *s          # (cap,)
+    double *sd
+    double *A
+    double *G          # (3, cap)
+    double *erep       # (cap,)
+    double *derep      # (cap,)
+    int *tj            # (cap,)
+    # forward-over-reverse
+    double *h          # (K, cap)
+    double *hdot       # (K, cap)
+    double *w          # (3, cap) pair displacement direction
+    double *rdot       # (cap,)
+    double *udot       # (3, cap)
+    double *monodot    # (nmono, cap)
+    double *fdr        # (K, cap) fd * rdot
+    double *Mdot       # (nmom,)
+    double *gdot       # (nmom,)
+
+
+cdef Work* work_alloc(const Tab* T, int cap) noexcept nogil:
+    cdef Work* W = <Work*>calloc(1, sizeof(Work))
+    if W == NULL:
+        return NULL
+    if cap < 1:
+        cap = 1
+    W.cap = cap
+    cdef Py_ssize_t nd = (<Py_ssize_t>cap) * (2 + 3 + 2 * T.R + 2 * T.K + T.nmono + 4 + 3 + 2
+                                              + 2 * T.K + 3 + 1 + 3 + T.nmono + T.K) \
+        + 4 * T.nmom
+    cdef double* p = <double*>malloc(nd * sizeof(double))
+    cdef int* ip = <int*>malloc(cap * sizeof(int))
+    if p == NULL or ip == NULL:
+        free(p)
+        free(ip)
+        free(W)
+        return NULL
+    memset(p, 0, nd * sizeof(double))
+    W.tj = ip
+    W.r = p; p += cap
+    W.invr = p; p += cap
+    W.u = p; p += 3 * cap
+    W.Q = p; p += T.R * cap
+    W.dQ = p; p += T.R * cap
+    W.f = p; p += T.K * cap
+    W.fd = p; p += T.K * cap
+    W.mono = p; p += T.nmono * cap
+    W.s = p; p += cap
+    W.sd = p; p += cap
+    W.A = p; p += cap
+    W.G = p; p += 3 * cap
+    W.erep = p; p += cap
+    W.derep = p; p += cap
+    W.h = p; p += T.K * cap
+    W.hdot = p; p += T.K * cap
+    W.w = p; p += 3 * cap
+    W.rdot = p; p += cap
+    W.udot = p; p += 3 * cap
+    W.monodot = p; p += T.nmono * cap
+    W.fdr = p; p += T.K * cap
+    W.M = p; p += T.nmom
+    W.g = p; p += T.nmom
+    W.Mdot = p; p += T.nmom
+    W.gdot = p; p += T.nmom
+    return W
+
+
+cdef void work_free(Work* W) noexcept nogil:
+    if W != NULL:
+        free(W.r)
+        free(W.tj)
+        free(W)
+
+
+# ------------------------------------------------------------------ per-atom steps
+cdef void prep(const Tab* T, Work* W, int ti, int nn, Py_ssize_t p0,
+               const int64_t* types, const int64_t* index, const double* vec,
+               const double* rc) noexcept nogil:
+    """Distances, unit vectors, radial basis, radial functions, monomials, repulsion.
+
+    Loops run over neighbours innermost (vectorisable).  Q_b = T_b(xi) * env with
+    env = scaling (r_max - r)^2, dQ_b/dr = dT_b/dr * envd + T_b * denv; for a clamped
+    RBChebyshev_repuls pair (r < r_min) xi uses r_min and envd = denv = 0; beyond the
+    cutoff env = envd = denv = 0.
+    """
+    cdef int j, b, mu, m, s, cap = W.cap, R = T.R, K = T.K
+    cdef double x, y, z, r, ir, rr, sc, c0
+    cdef double rmin = T.rmin, rmax = T.rmax
+    cdef double dxi = 2.0 / (rmax - rmin)
+    cdef double* xi = W.s          # scratch rows (free until pair_grad)
+    cdef double* env = W.sd
+    cdef double* envd = W.A
+    cdef double* denv = W.G
+    cdef double* Qb
+    cdef double* dQb
+    cdef const double* cf
+    sc = T.scaling
+    for j in range(nn):
+        x = vec[3 * (p0 + j)]
+        y = vec[3 * (p0 + j) + 1]
+        z = vec[3 * (p0 + j) + 2]
+        r = sqrt(x * x + y * y + z * z)
+        ir = 1.0 / r
+        W.r[j] = r
+        W.invr[j] = ir
+        W.u[j] = x * ir
+        W.u[cap + j] = y * ir
+        W.u[2 * cap + j] = z * ir
+        W.tj[j] = <int>types[index[p0 + j]]
+        W.erep[j] = 0.0
+        W.derep[j] = 0.0
+        if r >= rmax:
+            xi[j] = 0.0
+            env[j] = 0.0
+            envd[j] = 0.0
+            denv[j] = 0.0
+        elif T.repuls and r < rmin:
+            W.erep[j] = REPULS_MULT * (exp(-10.0 * (r - 1.0)) - exp(-10.0 * (rmin - 1.0)))
+            W.derep[j] = -10.0 * REPULS_MULT * exp(-10.0 * (r - 1.0))
+            xi[j] = -1.0
+            env[j] = sc * (rmax - rmin) * (rmax - rmin)
+            envd[j] = 0.0
+            denv[j] = 0.0
+        else:
+            rr = r
+            xi[j] = (2.0 * rr - (rmin + rmax)) / (rmax - rmin)
+            env[j] = sc * (rmax - rr) * (rmax - rr)
+            envd[j] = env[j]
+            denv[j] = -2.0 * sc * (rmax - rr)
+    # Chebyshev T_b (in Q rows) and dT_b/dr (in dQ rows)
+    for j in range(nn):
+        W.Q[j] = 1.0
+        W.dQ[j] = 0.0
+    if R > 1:
+        for j in range(nn):
+            W.Q[cap + j] = xi[j]
+            W.dQ[cap + j] = dxi
+    for b in range(2, R):
+        cheb_step(W.Q + b * cap, W.dQ + b * cap, W.Q + (b - 1) * cap, W.dQ + (b - 1) * cap,
+                  W.Q + (b - 2) * cap, W.dQ + (b - 2) * cap, xi, dxi, nn)
+    for b in range(R):
+        Qb = W.Q + b * cap
+        dQb = W.dQ + b * cap
+        for j in range(nn):
+            dQb[j] = dQb[j] * envd[j] + Qb[j] * denv[j]
+            Qb[j] = Qb[j] * env[j]
+    # radial functions f_mu = sum_b c[ti, tj, mu, b] Q_b
+    if T.C == 1:
+        for mu in range(K):
+            memset(W.f + mu * cap, 0, nn * sizeof(double))
+            memset(W.fd + mu * cap, 0, nn * sizeof(double))
+            for b in range(R):
+                c0 = rc[mu * R + b]
+                mtp_axpy2(W.f + mu * cap, W.fd + mu * cap, c0, W.Q + b * cap, W.dQ + b * cap,
+                          nn)
+    else:
+        for j in range(nn):
+            cf = rc + (<Py_ssize_t>(ti * T.C + W.tj[j])) * K * R
+            for mu in range(K):
+                x = 0.0
+                y = 0.0
+                for b in range(R):
+                    x = x + cf[mu * R + b] * W.Q[b * cap + j]
+                    y = y + cf[mu * R + b] * W.dQ[b * cap + j]
+                W.f[mu * cap + j] = x
+                W.fd[mu * cap + j] = y
+    # monomials of the unit vector; monomial 0 = 1
+    for j in range(nn):
+        W.mono[j] = 1.0
+    for m in range(1, T.nmono):
+        mult_into(W.mono + m * cap, W.mono + T.mono_par[m] * cap,
+                  W.u + T.mono_comp[m] * cap, nn)
+
+
+cdef inline void cheb_step(double* t2, double* d2, const double* t1, const double* d1,
+                           const double* t0, const double* d0, const double* xi, double dxi,
+                           int n) noexcept nogil:
+    cdef int j
+    for j in range(n):
+        t2[j] = 2.0 * xi[j] * t1[j] - t0[j]
+        d2[j] = 2.0 * (dxi * t1[j] + xi[j] * d1[j]) - d0[j]
+
+
+cdef inline void mult_into(double* out, const double* a, const double* b, int n) noexcept nogil:
+    cdef int j
+    for j in range(n):
+        out[j] = a[j] * b[j]
+
+
+cdef void forward(const Tab* T, Work* W, int nn) noexcept nogil:
+    """Basic moments and composite moments (alpha_index_times in file order)."""
+    cdef int k, t, q, cap = W.cap
+    cdef double acc
+    cdef double* M = W.M
+    for k in range(T.nb):
+        M[k] = mtp_dot(W.f + T.b_mu[k] * cap, W.mono + T.b_mono[k] * cap, nn)
+    for k in range(T.nb, T.nmom):
+        M[k] = 0.0
+    for q in range(T.nruns):
+        acc = 0.0
+        for t in range(T.run_start[q], T.run_start[q + 1]):
+            acc = acc + T.t_mult[t] * M[T.t_i0[t]] * M[T.t_i1[t]]
+        M[T.run_k[q]] += acc
+
+
+cdef void backward(const Tab* T, Work* W, const double* moment) noexcept nogil:
+    """g = dV/dM for V = sum_alpha moment[alpha] * M[mapping[alpha]]."""
+    cdef int a, t, q, i0, i1
+    cdef double v, gk
+    cdef double* g = W.g
+    cdef const double* M = W.M
+    memset(g, 0, T.nmom * sizeof(double))
+    for a in range(T.S):
+        g[T.mapping[a]] += moment[a]
+    for q in range(T.nruns - 1, -1, -1):
+        gk = g[T.run_k[q]]
+        if gk == 0.0:
+            continue
+        for t in range(T.run_start[q], T.run_start[q + 1]):
+            v = gk * T.t_mult[t]
+            i0 = T.t_i0[t]
+            i1 = T.t_i1[t]
+            g[i0] += v * M[i1]
+            g[i1] += v * M[i0]
+
+
+cdef void pair_grad(const Tab* T, Work* W, int nn, double* out, Py_ssize_t p0) noexcept nogil:
+    """out[3*(p0+j) + c] = dV_i/d(r_ij)_c, from g and the prepared neighbour data."""
+    cdef int m, q, k, j, c, d, cap = W.cap
+    cdef bint anyk
+    cdef double gk, nu, pw, ir
+    cdef double* s = W.s
+    cdef double* sd = W.sd
+    cdef double* A = W.A
+    cdef const double* mm
+    cdef const double* dm
+    memset(A, 0, nn * sizeof(double))
+    memset(W.G, 0, 3 * cap * sizeof(double))
+    for m in range(T.nmono):
+        if T.grp_start[m] == T.grp_start[m + 1]:
+            continue
+        anyk = False
+        for q in range(T.grp_start[m], T.grp_start[m + 1]):
+            k = T.grp_k[q]
+            gk = W.g[k]
+            if gk == 0.0:
+                continue
+            if not anyk:
+                memset(s, 0, nn * sizeof(double))
+                memset(sd, 0, nn * sizeof(double))
+                anyk = True
+            mtp_axpy2(s, sd, gk, W.f + T.b_mu[k] * cap, W.fd + T.b_mu[k] * cap, nn)
+        if not anyk:
+            continue
+        nu = T.mono_nu[m]
+        mm = W.mono + m * cap
+        for j in range(nn):
+            A[j] += (sd[j] - nu * s[j] * W.invr[j]) * mm[j]
+        for c in range(3):
+            d = T.mono_down[3 * m + c]
+            if d < 0:
+                continue
+            pw = T.mono_pow[3 * m + c]
+            dm = W.mono + d * cap
+            for j in range(nn):
+                W.G[c * cap + j] += pw * s[j] * dm[j]
+    for j in range(nn):
+        ir = W.invr[j]
+        for c in range(3):
+            out[3 * (p0 + j) + c] = (A[j] + W.derep[j]) * W.u[c * cap + j] + W.G[c * cap + j] * ir
+
+
+cdef void radial_h(const Tab* T, Work* W, int nn) noexcept nogil:
+    """h[mu][j] = sum_{k basic, mu_k = mu} g_k * mono_k(j)."""
+    cdef int k, cap = W.cap
+    cdef double gk
+    memset(W.h, 0, T.K * cap * sizeof(double))
+    for k in range(T.nb):
+        gk = W.g[k]
+        if gk != 0.0:
+            mtp_axpy(W.h + T.b_mu[k] * cap, gk, W.mono + T.b_mono[k] * cap, nn)
+
+
+cdef void energy_grad_atom(const Tab* T, Work* W, int ti, int nn, double scale,
+                           double* out) noexcept nogil:
+    """out += scale * dV_i/dtheta (needs forward, backward, radial_h)."""
+    cdef int j, mu, b, cap = W.cap, R = T.R, K = T.K
+    cdef Py_ssize_t base
+    cdef double hv
+    for j in range(nn):
+        base = (<Py_ssize_t>(ti * T.C + W.tj[j])) * K * R
+        for mu in range(K):
+            hv = scale * W.h[mu * cap + j]
+            if hv == 0.0:
+                continue
+            for b in range(R):
+                out[base + mu * R + b] += hv * W.Q[b * cap + j]
+    base = (<Py_ssize_t>T.C) * T.C * K * R
+    out[base + ti] += scale
+    base += T.C
+    for mu in range(T.S):
+        out[base + mu] += scale * W.M[T.mapping[mu]]
+
+
+cdef void tangent_grad(const Tab* T, Work* W, int ti, int nn, double scale,
+                       double* out) noexcept nogil:
+    """out += scale * d/dtheta [ sum_j w_j . dV_i/dr_ij ]  (w in W.w).
+
+    Forward-mode tangent, along the pair displacements w, of the energy-gradient
+    computation (needs forward, backward, radial_h done).
+    """
+    cdef int j, k, t, q, m, mu, b, c, i0, i1, cap = W.cap, R = T.R, K = T.K
+    cdef double rd, ir, v, gk, gdk, hv, hd, acc
+    cdef Py_ssize_t base
+    cdef double* M = W.M
+    cdef double* Md = W.Mdot
+    cdef double* g = W.g
+    cdef double* gd = W.gdot
+    for j in range(nn):
+        ir = W.invr[j]
+        rd = W.u[j] * W.w[j] + W.u[cap + j] * W.w[cap + j] + W.u[2 * cap + j] * W.w[2 * cap + j]
+        W.rdot[j] = rd
+        for c in range(3):
+            W.udot[c * cap + j] = (W.w[c * cap + j] - W.u[c * cap + j] * rd) * ir
+    for j in range(nn):
+        W.monodot[j] = 0.0
+    for m in range(1, T.nmono):
+        tangent_mono(W.monodot + m * cap, W.monodot + T.mono_par[m] * cap,
+                     W.u + T.mono_comp[m] * cap, W.mono + T.mono_par[m] * cap,
+                     W.udot + T.mono_comp[m] * cap, nn)
+    for mu in range(K):
+        mult_into(W.fdr + mu * cap, W.fd + mu * cap, W.rdot, nn)
+    for k in range(T.nb):
+        Md[k] = mtp_dot2(W.fdr + T.b_mu[k] * cap, W.mono + T.b_mono[k] * cap,
+                         W.f + T.b_mu[k] * cap, W.monodot + T.b_mono[k] * cap, nn)
+    for k in range(T.nb, T.nmom):
+        Md[k] = 0.0
+    for q in range(T.nruns):
+        acc = 0.0
+        for t in range(T.run_start[q], T.run_start[q + 1]):
+            i0 = T.t_i0[t]
+            i1 = T.t_i1[t]
+            acc = acc + T.t_mult[t] * (Md[i0] * M[i1] + M[i0] * Md[i1])
+        Md[T.run_k[q]] += acc
+    memset(gd, 0, T.nmom * sizeof(double))
+    for q in range(T.nruns - 1, -1, -1):
+        k = T.run_k[q]
+        gk = g[k]
+        gdk = gd[k]
+        if gk == 0.0 and gdk == 0.0:
+            continue
+        for t in range(T.run_start[q], T.run_start[q + 1]):
+            v = T.t_mult[t]
+            i0 = T.t_i0[t]
+            i1 = T.t_i1[t]
+            gd[i0] += v * (gdk * M[i1] + gk * Md[i1])
+            gd[i1] += v * (gdk * M[i0] + gk * Md[i0])
+    memset(W.hdot, 0, K * cap * sizeof(double))
+    for k in range(T.nb):
+        if gd[k] != 0.0:
+            mtp_axpy(W.hdot + T.b_mu[k] * cap, gd[k], W.mono + T.b_mono[k] * cap, nn)
+        if g[k] != 0.0:
+            mtp_axpy(W.hdot + T.b_mu[k] * cap, g[k], W.monodot + T.b_mono[k] * cap, nn)
+    for j in range(nn):
+        base = (<Py_ssize_t>(ti * T.C + W.tj[j])) * K * R
+        for mu in range(K):
+            hv = scale * W.hdot[mu * cap + j]
+            hd = scale * W.h[mu * cap + j] * W.rdot[j]
+            for b in range(R):
+                out[base + mu * R + b] += hv * W.Q[b * cap + j] + hd * W.dQ[b * cap + j]
+    base = (<Py_ssize_t>T.C) * T.C * K * R + T.C
+    for mu in range(T.S):
+        out[base + mu] += scale * Md[T.mapping[mu]]
+
+
+cdef inline void tangent_mono(double* out, const double* pd, const double* uc, const double* p,
+                              const double* udc, int n) noexcept nogil:
+    cdef int j
+    for j in range(n):
+        out[j] = pd[j] * uc[j] + p[j] * udc[j]
+
+
+cdef double site_energy(const Tab* T, Work* W, int ti, int nn, const double* species,
+                        const double* moment) noexcept nogil:
+    cdef double e = species[ti]
+    cdef int a, j
+    for a in range(T.S):
+        e += moment[a] * W.M[T.mapping[a]]
+    for j in range(nn):
+        e += W.erep[j]
+    return e
+
+
+# ------------------------------------------------------------------------ the model
+cdef class Kernel:
+    """Precomputed tables of one MTP structure (moments, contractions, radial basis).
+
+    Parameters
+    ----------
+    species_count, radial_funcs_count, radial_basis_size : int
+        C, K, R.
+    alpha_moments_count : int
+        Number of moments (basic + composite).
+    alpha_index_basic : (nb, 4) int array
+        (mu, a, b, c) per basic moment.
+    alpha_index_times : (nt, 4) int array
+        (i0, i1, mult, k), applied in this order.
+    alpha_moment_mapping : (S,) int array
+    min_dist, max_dist, scaling : float
+    repulsive : bool
+        True for RBChebyshev_repuls.
+    """
+
+    cdef Tab T
+    cdef object _keep        # numpy arrays owning the table memory
+    cdef readonly int n_params
+    cdef readonly int n_radial
+
+    def __init__(self, int species_count, int radial_funcs_count, int radial_basis_size,
+                 int alpha_moments_count, alpha_index_basic, alpha_index_times,
+                 alpha_moment_mapping, double min_dist, double max_dist, double scaling,
+                 bint repulsive=False):
+        basic = np.asarray(alpha_index_basic, dtype=np.int64).reshape(-1, 4)
+        times = np.asarray(alpha_index_times, dtype=np.int64).reshape(-1, 4)
+        mapping = np.asarray(alpha_moment_mapping, dtype=np.int64).reshape(-1)
+        nb, nt, nmom = len(basic), len(times), int(alpha_moments_count)
+        if nb > nmom or (nt and (times[:, [0, 1, 3]].max() >= nmom or times.min() < 0)) or \
+                (len(mapping) and (mapping.max() >= nmom or mapping.min() < 0)):
+            raise ValueError("moment index out of range (alpha_moments_count too small)")
+        if nt and np.any(times[:, 3] < nb):
+            raise ValueError("alpha_index_times writes into a basic moment")
+        if nb and (basic[:, 0].min() < 0 or basic[:, 0].max() >= radial_funcs_count
+                   or basic[:, 1:].min() < 0):
+            raise ValueError("alpha_index_basic has a radial index >= radial_funcs_count")
+        if not max_dist > min_dist:
+            raise ValueError("max_dist must be larger than min_dist")
+        # distinct monomials and the closure under lowering one exponent, sorted by rank
+        monos = {(0, 0, 0)}
+        todo = [tuple(int(v) for v in row[1:]) for row in basic]
+        while todo:
+            abc = todo.pop()
+            if abc in monos:
+                continue
+            monos.add(abc)
+            for c in range(3):
+                if abc[c] > 0:
+                    low = list(abc)
+                    low[c] -= 1
+                    todo.append(tuple(low))
+        order = sorted(monos, key=lambda t: (sum(t), (-t[0], -t[1], -t[2])))
+        pos = {abc: q for q, abc in enumerate(order)}
+        nmono = len(order)
+        mono_par = np.full(nmono, -1, dtype=np.int32)
+        mono_comp = np.zeros(nmono, dtype=np.int32)
+        mono_down = np.full((nmono, 3), -1, dtype=np.int32)
+        mono_pow = np.zeros((nmono, 3))
+        mono_nu = np.zeros(nmono)
+        for q, abc in enumerate(order):
+            mono_nu[q] = sum(abc)
+            for c in range(3):
+                mono_pow[q, c] = abc[c]
+                if abc[c] > 0:
+                    low = list(abc)
+                    low[c] -= 1
+                    mono_down[q, c] = pos[tuple(low)]
+            if q:
+                c = next(c for c in range(3) if abc[c] > 0)
+                mono_par[q] = mono_down[q, c]
+                mono_comp[q] = c
+        b_mu = basic[:, 0].astype(np.int32)
+        b_mono = np.array([pos[tuple(int(v) for v in row[1:])] for row in basic], dtype=np.int32)
+        grp_k = np.argsort(b_mono, kind="stable").astype(np.int32)
+        grp_start = np.searchsorted(b_mono[grp_k], np.arange(nmono + 1)).astype(np.int32)
+        t_i0 = np.ascontiguousarray(times[:, 0], dtype=np.int32)
+        t_i1 = np.ascontiguousarray(times[:, 1], dtype=np.int32)
+        t_mult = np.ascontiguousarray(times[:, 2], dtype=np.float64)
+        t_k = np.ascontiguousarray(times[:, 3], dtype=np.int32)
+        mapping32 = mapping.astype(np.int32)
+        if nt:
+            brk = np.flatnonzero(np.diff(times[:, 3])) + 1
+            run_start = np.concatenate([[0], brk, [nt]]).astype(np.int32)
+        else:
+            run_start = np.zeros(1, dtype=np.int32)
+        run_k = np.ascontiguousarray(times[run_start[:-1], 3], dtype=np.int32)
+        self._keep = [run_start, run_k, b_mu, b_mono, mono_par, mono_comp, mono_down, mono_pow, mono_nu,
+                      grp_start, grp_k, t_i0, t_i1, t_k, t_mult, mapping32]
+        T = &self.T
+        T.C = species_count
+        T.K = radial_funcs_count
+        T.R = radial_basis_size
+        T.nmom = nmom
+        T.nb = nb
+        T.nt = nt
+        T.S = len(mapping)
+        T.nmono = nmono
+        T.repuls = repulsive
+        T.rmin = min_dist
+        T.rmax = max_dist
+        T.scaling = scaling
+        T.b_mu = _iptr(b_mu)
+        T.b_mono = _iptr(b_mono)
+        T.mono_par = _iptr(mono_par)
+        T.mono_comp = _iptr(mono_comp)
+        T.mono_down = _iptr(mono_down)
+        T.mono_pow = _dptr(mono_pow)
+        T.mono_nu = _dptr(mono_nu)
+        T.grp_start = _iptr(grp_start)
+        T.grp_k = _iptr(grp_k)
+        T.t_i0 = _iptr(t_i0)
+        T.t_i1 = _iptr(t_i1)
+        T.t_k = _iptr(t_k)
+        T.t_mult = _dptr(t_mult)
+        T.mapping = _iptr(mapping32)
+        T.nruns = len(run_k)
+        T.run_start = _iptr(run_start)
+        T.run_k = _iptr(run_k)
+        self.n_radial = species_count * species_count * radial_funcs_count * radial_basis_size
+        self.n_params = self.n_radial + species_count + T.S
+
+    @property
+    def n_monomials(self):
+        """Number of distinct unit-vector monomials evaluated per neighbour."""
+        return self.T.nmono
+
+    # ------------------------------------------------------------------ checks
+    cdef void _check(self, const double[::1] radial, const double[::1] species,
+                     const double[::1] moment, const int64_t[::1] types,
+                     const int64_t[::1] offsets, const int64_t[::1] index,
+                     const double[:, ::1] vectors) except *:
+        if radial.shape[0] != self.n_radial or species.shape[0] != self.T.C or \
+                moment.shape[0] != self.T.S:
+            raise ValueError("coefficient arrays do not match the potential")
+        cdef Py_ssize_t n = types.shape[0], p
+        cdef int bad = 0
+        if offsets.shape[0] != n + 1 or offsets[0] != 0 or offsets[n] != index.shape[0] or \
+                vectors.shape[0] != index.shape[0] or vectors.shape[1] != 3:
+            raise ValueError("inconsistent neighbour list arrays")
+        with nogil:
+            for p in range(index.shape[0]):
+                if index[p] < 0 or index[p] >= n:
+                    bad = 1
+            for p in range(n):
+                if types[p] < 0 or types[p] >= self.T.C:
+                    bad = 2
+        if bad == 1:
+            raise ValueError("neighbour index out of range")
+        if bad == 2:
+            raise ValueError("atom type out of range")
+
+    # ------------------------------------------------------------------ entry points
+    def efs(self, const double[::1] radial, const double[::1] species,
+            const double[::1] moment, const int64_t[::1] types, const int64_t[::1] offsets,
+            const int64_t[::1] index, const double[:, ::1] vectors, double[::1] site_out,
+            double[:, ::1] dvdr_out, int num_threads=1):
+        """Site energies and per-pair gradients.
+
+        IN: coefficients, types (N,), CSR neighbour list.
+        OUT: ``site_out`` (N,) V_i; ``dvdr_out`` (M, 3) dV_i/dr_ij per pair.
+        Use :func:`accumulate_forces` to turn dvdr into forces and the virial.
+        """
+        self._check(radial, species, moment, types, offsets, index, vectors)
+        if site_out.shape[0] != types.shape[0] or dvdr_out.shape[0] != index.shape[0]:
+            raise ValueError("output arrays have the wrong shape")
+        cdef Py_ssize_t n = types.shape[0], i
+        cdef int nt
+        cdef int cap = _max_nn(offsets), nn, ti
+        cdef int failed = 0
+        cdef int* failp = &failed
+        cdef Work* W = NULL
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0] if n else NULL
+        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
+        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef double* dp = &dvdr_out[0, 0] if index.shape[0] else NULL
+        if n == 0:
+            return
+        nt = _nthreads(num_threads, n)
+        with nogil, parallel(num_threads=nt):
+            W = work_alloc(T, cap)
+            if W == NULL:
+                failp[0] = 1
+            else:
+                for i in prange(n, schedule="dynamic", chunksize=16):
+                    ti = <int>tp[i]
+                    nn = <int>(offsets[i + 1] - offsets[i])
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    forward(T, W, nn)
+                    backward(T, W, &moment[0])
+                    site_out[i] = site_energy(T, W, ti, nn, &species[0], &moment[0])
+                    pair_grad(T, W, nn, dp, offsets[i])
+                work_free(W)
+        if failed:
+            raise MemoryError("MTP kernel: cannot allocate work buffers")
+
+    def basis(self, const double[::1] radial, const int64_t[::1] types,
+              const int64_t[::1] offsets, const int64_t[::1] index,
+              const double[:, ::1] vectors, double[:, ::1] out, int num_threads=1):
+        """Basis values B_1..B_S per atom (B_0 = 1 is not stored).
+
+        IN: radial coefficients, types, neighbour list.  OUT: ``out`` (N, S).
+        """
+        cdef double[::1] dummy_s = np.zeros(self.T.C)
+        cdef double[::1] dummy_m = np.zeros(self.T.S)
+        self._check(radial, dummy_s, dummy_m, types, offsets, index, vectors)
+        if out.shape[0] != types.shape[0] or out.shape[1] != self.T.S:
+            raise ValueError("output array has the wrong shape")
+        cdef Py_ssize_t n = types.shape[0], i
+        cdef int nt
+        cdef int cap = _max_nn(offsets), nn, ti, a
+        cdef int failed = 0
+        cdef int* failp = &failed
+        cdef Work* W = NULL
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0] if n else NULL
+        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
+        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        if n == 0:
+            return
+        nt = _nthreads(num_threads, n)
+        with nogil, parallel(num_threads=nt):
+            W = work_alloc(T, cap)
+            if W == NULL:
+                failp[0] = 1
+            else:
+                for i in prange(n, schedule="dynamic", chunksize=16):
+                    ti = <int>tp[i]
+                    nn = <int>(offsets[i + 1] - offsets[i])
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    forward(T, W, nn)
+                    for a in range(T.S):
+                        out[i, a] = W.M[T.mapping[a]]
+                work_free(W)
+        if failed:
+            raise MemoryError("MTP kernel: cannot allocate work buffers")
+
+    def energy_grad(self, const double[::1] radial, const double[::1] species,
+                    const double[::1] moment, const int64_t[::1] types,
+                    const int64_t[::1] offsets, const int64_t[::1] index,
+                    const double[:, ::1] vectors, double[:, ::1] out, bint per_atom,
+                    int num_threads=1):
+        """Parameter gradients of the energy.
+
+        IN: coefficients, types, neighbour list.
+        OUT: ``per_atom`` True: ``out`` (N, n) row i = dV_i/dtheta.  False: ``out``
+        (n_threads, n) zero-initialised, row t = thread t's partial sum of dE/dtheta
+        (sum the rows); n_threads is the value actually used (see :func:`threads_for`).
+        Site energies of the repulsive term do not depend on theta.
+        """
+        self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Py_ssize_t n = types.shape[0], i
+        cdef int nt = _nthreads(num_threads, n)
+        if out.shape[1] != self.n_params or (per_atom and out.shape[0] != n) or \
+                (not per_atom and out.shape[0] < nt):
+            raise ValueError("output array has the wrong shape")
+        cdef int cap = _max_nn(offsets), nn, ti
+        cdef int failed = 0
+        cdef int* failp = &failed
+        cdef Work* W = NULL
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0] if n else NULL
+        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
+        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef double* op = &out[0, 0]
+        cdef Py_ssize_t npar = self.n_params
+        if n == 0:
+            return
+        with nogil, parallel(num_threads=nt):
+            W = work_alloc(T, cap)
+            if W == NULL:
+                failp[0] = 1
+            else:
+                for i in prange(n, schedule="dynamic", chunksize=16):
+                    ti = <int>tp[i]
+                    nn = <int>(offsets[i + 1] - offsets[i])
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    forward(T, W, nn)
+                    backward(T, W, &moment[0])
+                    radial_h(T, W, nn)
+                    if per_atom:
+                        energy_grad_atom(T, W, ti, nn, 1.0, op + i * npar)
+                    else:
+                        energy_grad_atom(T, W, ti, nn, 1.0, op + threadid() * npar)
+                work_free(W)
+        if failed:
+            raise MemoryError("MTP kernel: cannot allocate work buffers")
+
+    def loss_grad(self, const double[::1] radial, const double[::1] species,
+                  const double[::1] moment, const int64_t[::1] types,
+                  const int64_t[::1] offsets, const int64_t[::1] index,
+                  const double[:, ::1] vectors, double dl_de, const double[:, ::1] dl_df,
+                  const double[:, ::1] dl_ds, double[:, ::1] out, int num_threads=1):
+        """dL/dtheta for a loss L(E, F, S) given its adjoints, without forming Jacobians.
+
+        IN: coefficients, types, neighbour list; ``dl_de`` = dL/dE; ``dl_df`` (N, 3) =
+        dL/dF; ``dl_ds`` (3, 3) = dL/dS_ab for the full (3, 3) virial S (for a loss written
+        in the 6-vector xx yy zz yz xz xy, put half of each off-diagonal derivative in
+        both symmetric slots).
+        OUT: ``out`` (n_threads, n) zero-initialised; the sum of its rows is dL/dtheta.
+
+        Uses Sum_l dL/dF_l . F_l + Sum_ab dL/dS_ab S_ab = Sum_ij w_ij . dV_i/dr_ij with
+        w_ij = dL/dF_i - dL/dF_j - (dL/dS) r_ij, then the tangent of dV_i/dtheta along w.
+        """
+        self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Py_ssize_t n = types.shape[0], i, p
+        cdef int nt = _nthreads(num_threads, n)
+        if out.shape[1] != self.n_params or out.shape[0] < nt or dl_df.shape[0] != n or \
+                dl_df.shape[1] != 3 or dl_ds.shape[0] != 3 or dl_ds.shape[1] != 3:
+            raise ValueError("array has the wrong shape")
+        cdef int cap = _max_nn(offsets), nn, ti, j, c
+        cdef int failed = 0
+        cdef int* failp = &failed
+        cdef Work* W = NULL
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0] if n else NULL
+        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
+        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef double* op = &out[0, 0]
+        cdef Py_ssize_t npar = self.n_params
+        cdef double* row
+        if n == 0:
+            return
+        with nogil, parallel(num_threads=nt):
+            W = work_alloc(T, cap)
+            if W == NULL:
+                failp[0] = 1
+            else:
+                for i in prange(n, schedule="dynamic", chunksize=16):
+                    ti = <int>tp[i]
+                    nn = <int>(offsets[i + 1] - offsets[i])
+                    row = op + threadid() * npar
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    forward(T, W, nn)
+                    backward(T, W, &moment[0])
+                    radial_h(T, W, nn)
+                    if dl_de != 0.0:
+                        energy_grad_atom(T, W, ti, nn, dl_de, row)
+                    for j in range(nn):
+                        p = offsets[i] + j
+                        for c in range(3):
+                            W.w[c * W.cap + j] = (
+                                dl_df[i, c] - dl_df[ip[p], c]
+                                - dl_ds[c, 0] * vp[3 * p] - dl_ds[c, 1] * vp[3 * p + 1]
+                                - dl_ds[c, 2] * vp[3 * p + 2])
+                    tangent_grad(T, W, ti, nn, 1.0, row)
+                work_free(W)
+        if failed:
+            raise MemoryError("MTP kernel: cannot allocate work buffers")
+
+    def efs_jacobian(self, const double[::1] radial, const double[::1] species,
+                     const double[::1] moment, const int64_t[::1] types,
+                     const int64_t[::1] offsets, const int64_t[::1] index,
+                     const double[:, ::1] vectors, double[::1] de, double[:, :, ::1] dforces,
+                     double[:, ::1] dvirial):
+        """Explicit Jacobians of energy, forces and virial w.r.t. theta (serial; small cells).
+
+        OUT (zero-initialised by the caller): ``de`` (n,) dE/dtheta; ``dforces`` (N, 3, n)
+        dF_la/dtheta; ``dvirial`` (9, n) dS_ab/dtheta, row 3a + b.
+        """
+        self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Py_ssize_t n = types.shape[0], i, p, q, l
+        if de.shape[0] != self.n_params or dforces.shape[0] != n or dforces.shape[1] != 3 or \
+                dforces.shape[2] != self.n_params or dvirial.shape[0] != 9 or \
+                dvirial.shape[1] != self.n_params:
+            raise ValueError("output array has the wrong shape")
+        if n == 0:
+            return
+        cdef int cap = _max_nn(offsets), nn, ti, j, c, a, b, nl
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0]
+        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
+        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef Work* W = work_alloc(T, cap)
+        cdef int64_t* atoms = <int64_t*>malloc((cap + 1) * sizeof(int64_t))
+        if W == NULL or atoms == NULL:
+            work_free(W)
+            free(atoms)
+            raise MemoryError("MTP kernel: cannot allocate work buffers")
+        try:
+            with nogil:
+                for i in range(n):
+                    ti = <int>tp[i]
+                    nn = <int>(offsets[i + 1] - offsets[i])
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    forward(T, W, nn)
+                    backward(T, W, &moment[0])
+                    radial_h(T, W, nn)
+                    energy_grad_atom(T, W, ti, nn, 1.0, &de[0])
+                    # virial rows: w_ij = e_a (r_ij)_b, dS_ab = -d(sum w . dV/dr)
+                    for a in range(3):
+                        for b in range(3):
+                            memset(W.w, 0, 3 * W.cap * sizeof(double))
+                            for j in range(nn):
+                                W.w[a * W.cap + j] = vp[3 * (offsets[i] + j) + b]
+                            tangent_grad(T, W, ti, nn, -1.0, &dvirial[3 * a + b, 0])
+                    # force rows: F_l = sum_ij dV_i/dr_ij (delta_il - delta_jl)
+                    nl = 1
+                    atoms[0] = i
+                    for j in range(nn):
+                        l = ip[offsets[i] + j]
+                        for q in range(nl):
+                            if atoms[q] == l:
+                                break
+                        else:
+                            atoms[nl] = l
+                            nl = nl + 1
+                    for q in range(nl):
+                        l = atoms[q]
+                        for c in range(3):
+                            memset(W.w, 0, 3 * W.cap * sizeof(double))
+                            for j in range(nn):
+                                p = offsets[i] + j
+                                W.w[c * W.cap + j] = (1.0 if l == i else 0.0) - \
+                                    (1.0 if ip[p] == l else 0.0)
+                            tangent_grad(T, W, ti, nn, 1.0, &dforces[l, c, 0])
+        finally:
+            work_free(W)
+            free(atoms)
+
+
+def accumulate_forces(const int64_t[::1] offsets, const int64_t[::1] index,
+                      const double[:, ::1] vectors, const double[:, ::1] dvdr,
+                      double[:, ::1] forces, double[:, ::1] virial):
+    """Forces and virial from per-pair gradients (serial, deterministic).
+
+    IN: CSR list, ``dvdr`` (M, 3).  OUT (zero-initialised by the caller): ``forces``
+    (N, 3) with F_i += dV_i/dr_ij, F_j -= dV_i/dr_ij; ``virial`` (3, 3) with
+    S_ab -= (dV_i/dr_ij)_a (r_ij)_b.
+    """
+    cdef Py_ssize_t n = offsets.shape[0] - 1, i, p, j
+    cdef int a, b
+    cdef double d
+    if forces.shape[0] != n or dvdr.shape[0] != index.shape[0] or virial.shape[0] != 3:
+        raise ValueError("array has the wrong shape")
+    with nogil:
+        for i in range(n):
+            for p in range(offsets[i], offsets[i + 1]):
+                j = index[p]
+                for a in range(3):
+                    d = dvdr[p, a]
+                    forces[i, a] += d
+                    forces[j, a] -= d
+                    for b in range(3):
+                        virial[a, b] -= d * vectors[p, b]
+
+
+def threads_for(int num_threads, Py_ssize_t n_atoms):
+    """Number of threads the kernels use for ``num_threads`` (<= 0: OpenMP default)."""
+    return _nthreads(num_threads, n_atoms)
+
+
+# -------------------------------------------------------------------------- helpers
+cdef int _nthreads(int requested, Py_ssize_t n) noexcept nogil:
+    cdef int t = requested if requested > 0 else mtp_max_threads()
+    if t < 1:
+        t = 1
+    if n < 64:
+        t = 1
+    return t
+
+
+cdef int _max_nn(const int64_t[::1] offsets) except -1:
+    cdef Py_ssize_t i
+    cdef int64_t m = 0
+    for i in range(offsets.shape[0] - 1):
+        if offsets[i + 1] - offsets[i] > m:
+            m = offsets[i + 1] - offsets[i]
+        if offsets[i + 1] < offsets[i]:
+            raise ValueError("neighbour offsets are not non-decreasing")
+    if m > 2147483647:
+        raise ValueError("too many neighbours")
+    return <int>m
+
+
+cdef int* _iptr(arr):
+    cdef int[::1] v = arr.reshape(-1) if arr.size else np.zeros(1, dtype=np.int32)
+    if arr.size == 0:
+        return NULL
+    return &v[0]
+
+
+cdef double* _dptr(arr):
+    cdef double[::1] v = arr.reshape(-1) if arr.size else np.zeros(1)
+    if arr.size == 0:
+        return NULL
+    return &v[0]
