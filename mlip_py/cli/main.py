@@ -25,6 +25,15 @@ COMMANDS = {
     "subsample": ("subsample", "keeps every N-th configuration"),
     "replicate-cell": ("replicate_cell", "replicates the cells of configurations"),
     "make-template": ("make_template", "writes an untrained MTP of a given level (new)"),
+    "to-bin": ("to_bin", "converts a cfg file to the binary format"),
+    "from-bin": ("from_bin", "converts a binary cfg file to text"),
+    "fix-lattice": ("fix_lattice", "reduces, wraps and rotates the lattices (CorrectSupercell)"),
+    "fix-cfg": ("fix_cfg", "rewrites a cfg file in place"),
+    "invert-stress": ("invert_stress", "negates the stresses in a cfg file (in place)"),
+    "to-poscar": ("to_poscar", "writes configurations as POSCAR files"),
+    "add-from-outcar-dyn": ("add_from_outcar_dyn", "appends all ionic steps of OUTCARs to a cfg file"),
+    "add-from-outcar-last": ("add_from_outcar_last", "appends the last ionic step of OUTCARs to a cfg file"),
+    "compress-extend": ("compress_extend", "writes 21 isotropically strained copies of a configuration"),
 }
 
 #: the order of MLIP-2's ``mlp list``; commands not yet available are skipped
