@@ -19,8 +19,12 @@ BANNER = ("mlp (mlip-py {v}), compatible with MLIP-2 mlp by A. V. Shapeev, E. V.
 #: documented commands come first, in the original's ``mlp list`` order.
 COMMANDS = {
     "convert-cfg": ("convert_cfg", "convert a file with configurations from one format to another"),
+    "train": ("train", "fits an MTP"),
+    "calc-errors": ("calc_errors", "compares EFS calculated by MTP with EFS from the database"),
     "mindist": ("mindist", "reads a cfg file and saves it with added mindist feature"),
     "calc-efs": ("calc_efs", "calculates energies, forces, and stresses (efs) of configurations"),
+    "calc-grade": ("calc_grade", "calculates and saves maxvol grades of input configurations"),
+    "select-add": ("select_add", "actively selects configurations to be added to the current training set"),
     "filter-nonconv": ("filter_nonconv", "removes configurations whose EFS_by feature says not_converged (in place)"),
     "subsample": ("subsample", "keeps every N-th configuration"),
     "replicate-cell": ("replicate_cell", "replicates the cells of configurations"),

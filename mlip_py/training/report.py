@@ -119,6 +119,45 @@ class ErrorMonitor:
                 self.stress_gpa.add(float(np.linalg.norm(diff * k)), float(np.linalg.norm(sr * k)),
                                     diff * k)
 
+    def add_values(self, ref, energy, forces, virial):
+        """Like :meth:`add` with the prediction given as arrays.
+
+        ``virial`` is the predicted (3, 3) PlusStress matrix (used as is, all nine
+        components, as MLIP-2 does) or a (6,) PlusStress vector.
+        """
+        n = len(ref)
+        if ref.energy is not None and energy is not None:
+            d = abs(energy - ref.energy)
+            self.energy.add(d, abs(ref.energy), [energy - ref.energy])
+            self.energy_pa.add(d / n if n else float("nan"), abs(ref.energy) / n if n else 0.0,
+                               [(energy - ref.energy) / n] if n else None)
+        if ref.forces is not None and forces is not None and n:
+            diff = np.asarray(forces) - ref.forces
+            self.forces.add_many(np.linalg.norm(diff, axis=1), np.linalg.norm(ref.forces, axis=1),
+                                 diff)
+        if ref.plus_stress is not None and virial is not None:
+            v = np.asarray(virial, dtype=np.float64)
+            sp = _full(v) if v.shape == (6,) else v.reshape(3, 3)
+            sr = _full(ref.plus_stress)
+            diff = sp - sr
+            self.stress.add(float(np.linalg.norm(diff)), float(np.linalg.norm(sr)), diff)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                k = EV_A3_TO_GPA / ref.volume
+                self.stress_gpa.add(float(np.linalg.norm(diff * k)), float(np.linalg.norm(sr * k)),
+                                    diff * k)
+
+    def allreduce(self, comm):
+        """Combine the accumulators of all MPI ranks (in place; every rank gets the total)."""
+        for acc in (self.energy, self.energy_pa, self.forces, self.stress, self.stress_gpa):
+            acc.n = int(comm.allreduce_sum(int(acc.n)))
+            acc.n_comp = int(comm.allreduce_sum(int(acc.n_comp)))
+            acc.max_d = float(comm.allreduce_max(float(acc.max_d)))
+            acc.max_ref = float(comm.allreduce_max(float(acc.max_ref)))
+            sums = comm.allreduce_sum(np.array([acc.sum_d, acc.sum_d2, acc.sum_ref2,
+                                                acc.sum_abs_comp, acc.sum_sq_comp]))
+            acc.sum_d, acc.sum_d2, acc.sum_ref2, acc.sum_abs_comp, acc.sum_sq_comp = \
+                (float(v) for v in sums)
+
     # ------------------------------------------------------------------ text
     def report(self):
         """The report text exactly as MLIP-2 prints it (ends with a blank line)."""

@@ -1,0 +1,160 @@
+"""Linear sub-problem (mlip_py.training.linear) and the BFGS optimiser (bfgs)."""
+import warnings
+
+import numpy as np
+import pytest
+
+from mlip_py.potential.mtp import MTP
+from mlip_py.training import linear as lin
+from mlip_py.training.bfgs import BFGS
+from mlip_py.training.loss import LossWeights, TrainingData, efs_merged
+
+
+def test_fmt15_like_cpp():
+    assert lin.fmt15(1 / 1.2) == "0.833333333333333"
+    assert lin.fmt15(1.0) == "1"
+    assert lin.fmt15(1.1) == "1.1"
+    assert lin.fmt15(0.0540878929323954 * 1.1) == "0.059496682225635"
+    assert lin.fmt6(0.000333453123) == "0.000333453"
+    assert lin.fmt6(9.8523e-05) == "9.8523e-05"
+
+
+def test_solve_mlip_matches_numpy(rng):
+    m = rng.normal(size=(12, 8))
+    a = m.T @ m + np.eye(8)
+    b = rng.normal(size=8)
+    x = lin.solve_mlip(np.triu(a), b)      # only the upper triangle is used
+    ref = np.linalg.solve(a + 1e-13 * np.diag(1 + np.diag(a)), b)
+    assert np.allclose(x, ref, rtol=1e-10, atol=0)
+
+
+def test_orthogonalize(rng):
+    radial = rng.normal(size=(2, 2, 3, 5))
+    out = lin.orthogonalize(radial.copy())
+    c = out.transpose(2, 0, 1, 3).reshape(3, -1)
+    gram = c @ c.T
+    assert np.allclose(gram, np.eye(3), atol=1e-8)
+    # first function is only normalised (the 1e-10 per coefficient is MLIP-2's)
+    c0 = radial.transpose(2, 0, 1, 3).reshape(3, -1)[0]
+    assert np.allclose(c[0], c0 / np.sqrt(np.sum(c0 ** 2 + 1e-10)), rtol=1e-15, atol=0)
+
+
+def test_components_reproduce_efs(emt_cfgs, rng, small_params, randomized):
+    """E, F and the virial are J @ xi for the current linear coefficients."""
+    p = randomized(small_params(), rng)
+    mtp = MTP(p)
+    data = TrainingData(emt_cfgs, p.max_dist)
+    e_cols, f_cols, v_cols, base = lin.linear_components(mtp, data)
+    assert base is None
+    xi = np.concatenate([p.species_coeffs, p.moment_coeffs])
+    e, f, v = efs_merged(mtp, data)
+    assert np.allclose(e_cols @ xi, e, rtol=1e-12, atol=1e-12)
+    assert np.allclose(f_cols @ xi, f, rtol=1e-10, atol=1e-12)
+    assert np.allclose(v_cols @ xi, v, rtol=1e-10, atol=1e-12)
+
+
+def test_normal_equations_order_independent(emt_cfgs, rng, small_params, randomized):
+    p = randomized(small_params(), rng)
+    mtp = MTP(p)
+    data = TrainingData(emt_cfgs, p.max_dist)
+    comps = lin.linear_components(mtp, data)
+    w = LossWeights(1.0, 0.01, 0.001, "structures")
+    a1, b1 = lin.normal_equations(data, w, comps, exact_order=True, chunk_elems=50)
+    a2, b2 = lin.normal_equations(data, w, comps, exact_order=False)
+    assert np.allclose(np.triu(a1), np.triu(a2), rtol=1e-12, atol=1e-14 * np.abs(a2).max())
+    assert np.allclose(b1, b2, rtol=1e-12, atol=1e-14 * np.abs(b2).max())
+
+
+def test_train_linear_minimises_the_quadratic(emt_cfgs, rng, small_params, randomized):
+    """After TrainLinear the gradient of the (penalty-free) loss w.r.t. xi vanishes."""
+    from mlip_py.training.loss import Loss
+
+    p = randomized(small_params(), rng)
+    mtp = MTP(p)
+    data = TrainingData(emt_cfgs, p.max_dist)
+    w = LossWeights(1.0, 0.01, 0.001)
+    lin.train_linear(mtp, data, w)
+    _, g = Loss(data, w)(mtp)
+    nr = p.n_radial_params
+    _, g_rad_scale = None, np.abs(g[:nr]).max()
+    assert np.abs(g[nr:]).max() < 1e-6 * max(1.0, g_rad_scale)
+
+
+def test_least_squares_fits_and_warns(emt_cfgs, rng, small_params):
+    p = small_params()
+    p.init_default_coeffs()
+    mtp = MTP(p)
+    data = TrainingData(emt_cfgs, p.max_dist)
+    w = LossWeights(1.0, 0.01, 0.001)
+    xi, cond = lin.least_squares(mtp, data, w)
+    assert np.isfinite(cond) and cond < 1e8
+    # optimality: weighted residual orthogonal to the columns
+    j, wt, y, _ = lin._rows(data, w, lin.linear_components(mtp, data))
+    assert np.abs(j.T @ (wt * (j @ xi - y))).max() < 1e-8 * np.abs(j.T @ (wt * y)).max()
+    # one configuration only: rank deficient -> warning with the condition number
+    one = TrainingData(emt_cfgs[:1], p.max_dist)
+    with pytest.warns(lin.ConvergenceWarning, match="condition number"):
+        xi1, _ = lin.least_squares(mtp, one, LossWeights(1.0, 0.0, 0.0))
+    assert np.all(np.isfinite(xi1))
+
+
+def drive(opt, fun, x0, iters):
+    """The trainer's driving loop (without TrainLinear)."""
+    x = np.array(x0, dtype=float)
+    accepted = []
+    linesearch = False
+    evals = 0
+    while len(accepted) < iters:
+        if not linesearch:
+            opt.set_x(x)
+        x = opt.x.copy()
+        f, g = fun(x)
+        evals += 1
+        opt.iterate(f, g)
+        while abs(opt.x[0] - x[0]) > 0.5:
+            opt.reduce_step(0.25)
+        linesearch = opt.in_linesearch
+        if not linesearch:
+            accepted.append(f)
+    return x, accepted, evals
+
+
+def test_bfgs_quadratic_and_rosenbrock():
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(6, 6))
+    h = m @ m.T + 0.5 * np.eye(6)
+    xs = rng.normal(size=6)
+
+    def quad(x):
+        d = x - xs
+        return 0.5 * d @ h @ d, h @ d
+
+    x, acc, _ = drive(BFGS(6), quad, np.zeros(6), 40)
+    assert np.allclose(x, xs, atol=1e-6)
+    assert all(b <= a + 1e-15 for a, b in zip(acc, acc[1:]))
+
+    def rosen(x):
+        f = 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+        g = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200 * (x[1] - x[0] ** 2)])
+        return f, g
+
+    x, acc, evals = drive(BFGS(2), rosen, [-1.2, 1.0], 80)
+    assert np.allclose(x, [1.0, 1.0], atol=1e-5)
+    assert evals < 400
+
+
+def test_step_reduction_limits_first_parameter():
+    opt = BFGS(2)
+    opt.set_x([0.0, 0.0])
+    opt.iterate(0.0, np.array([-10.0, 1.0]))   # steepest descent step of length 10
+    assert opt.in_linesearch
+    while abs(opt.x[0]) > 0.5:
+        opt.reduce_step(0.25)
+    assert abs(opt.x[0]) <= 0.5 and opt.x[0] > 0
+
+
+def test_warning_category_is_user_warning():
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        warnings.warn("x", lin.ConvergenceWarning)
+    assert issubclass(rec[0].category, UserWarning)
