@@ -100,14 +100,24 @@ class LazyGroup(click.Group):
             raise
 
 
+class _StderrHandler(logging.Handler):
+    """Log records to the *current* stderr (click-aware, so CliRunner captures them)."""
+
+    def emit(self, record):
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
 def _configure_logging(verbose, quiet):
     level = logging.INFO + 10 * (quiet - verbose)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("mlip_py")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
     root.setLevel(max(logging.DEBUG, level))
-    root.propagate = False
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
