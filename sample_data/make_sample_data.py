@@ -43,7 +43,10 @@ def _label(atoms, type_map):
     atoms.get_potential_energy()
     atoms.get_forces()
     atoms.get_stress()
-    return Configuration.from_atoms(atoms, type_map)
+    cfg = Configuration.from_atoms(atoms, type_map)
+    cfg.site_energies = None  # DFT gives no site energies; keep the data DFT-like
+    cfg.features["EFS_by"] = "EMT"
+    return cfg
 
 
 def make(outdir):
