@@ -146,7 +146,11 @@ def parse_als(data, path="<als>"):
     if data[pos:pos + 1] != b"\n":
         raise FormatError(f"expected a newline at byte {pos} after the matrices", path)
     pos += 1
-    text = data[pos:].decode(errors="strict")
+    try:
+        text = data[pos:].decode(errors="strict")
+    except UnicodeDecodeError as err:
+        raise FormatError(f"the text after the matrices is not UTF-8 (byte {pos + err.start})",
+                          path) from None
     lines = text.split("\n", n)
     if len(lines) <= n:
         raise FormatError(f"expected {n} '<row> <cfg>' lines after the matrices", path)
@@ -157,7 +161,12 @@ def parse_als(data, path="<als>"):
             raise FormatError(f"row map line {r + 1}: expected '{r} <cfg_number>', found "
                               f"{lines[r]!r}", path)
         row_cfg[r] = int(parts[1])
-    configurations = list(iter_cfg(io.StringIO(lines[n])))
+    try:
+        configurations = list(iter_cfg(io.StringIO(lines[n])))
+    except FormatError as err:
+        where = f"line {err.line} of " if err.line is not None else ""
+        raise FormatError(f"{where}the configurations after the row map: {err.message}",
+                          path) from None
     if len(row_cfg) and row_cfg.max() >= len(configurations):
         raise FormatError(f"row map refers to configuration {int(row_cfg.max())} but the file "
                           f"holds {len(configurations)}", path)
