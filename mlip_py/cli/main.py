@@ -18,6 +18,7 @@ BANNER = ("mlp (mlip-py {v}), compatible with MLIP-2 mlp by A. V. Shapeev, E. V.
 #: command name -> (module in mlip_py.cli, one-line description); the MLIP-2
 #: documented commands come first, in the original's ``mlp list`` order.
 COMMANDS = {
+    "relax": ("relax", "relaxes the configuration(s)"),
     "convert-cfg": ("convert_cfg", "convert a file with configurations from one format to another"),
     "train": ("train", "fits an MTP"),
     "calc-errors": ("calc_errors", "compares EFS calculated by MTP with EFS from the database"),
@@ -38,6 +39,8 @@ COMMANDS = {
     "add-from-outcar-dyn": ("add_from_outcar_dyn", "appends all ionic steps of OUTCARs to a cfg file"),
     "add-from-outcar-last": ("add_from_outcar_last", "appends the last ionic step of OUTCARs to a cfg file"),
     "compress-extend": ("compress_extend", "writes 21 isotropically strained copies of a configuration"),
+    "md": ("md", "molecular dynamics with extrapolation control (new)"),
+    "label": ("label", "computes reference energies, forces and stresses with an oracle (new)"),
 }
 
 #: the order of MLIP-2's ``mlp list``; commands not yet available are skipped

@@ -57,10 +57,17 @@ KEYS = {
 MlipIni = dataclasses.make_dataclass(
     "MlipIni",
     [(attr, object, dataclasses.field(default=default)) for attr, _, default in KEYS.values()]
-    + [("path", object, dataclasses.field(default=None)), ("extra", dict, dataclasses.field(default_factory=dict))],
+    + [("path", object, dataclasses.field(default=None)),
+       ("extra", dict, dataclasses.field(default_factory=dict)),
+       ("lines", dict, dataclasses.field(default_factory=dict))],
     slots=True, kw_only=True,
 )
-MlipIni.__doc__ = "Settings of an mlip.ini file (attribute = key with '-'/':' -> '_')."
+MlipIni.__doc__ = """Settings of an mlip.ini file (attribute = key with '-'/':' -> '_').
+
+``path`` is the file read, ``extra`` the accepted driver sub-keys (``abinitio:*`` ...)
+kept verbatim, and ``lines`` maps every key given in the file to its 1-based line number
+(for error messages about values that parse but cannot be used, see :func:`ini_error`).
+"""
 
 #: sub-keys of abinitio drivers accepted and kept verbatim in ``extra``
 _EXTRA_PREFIXES = ("abinitio:", "lj:", "vasp:", "lammps:", "mtp:")
@@ -80,6 +87,7 @@ def read_mlip_ini(path):
         raise FormatError("not a text file", path) from None
     values = {}
     extra = {}
+    where = {}
     for lineno, line in enumerate(lines, 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
@@ -88,6 +96,7 @@ def read_mlip_ini(path):
         if len(parts) < 2 or parts[1].startswith("#"):
             raise FormatError(f"key '{key}' has no value", path, lineno)
         raw = parts[1]
+        where[key] = lineno
         if key not in KEYS:
             if key.startswith(_EXTRA_PREFIXES):
                 extra[key] = raw
@@ -99,9 +108,19 @@ def read_mlip_ini(path):
         except ValueError as err:
             raise FormatError(f"bad value '{raw}' for '{key}': {err if parse is _bool else 'expected ' + parse.__name__}",
                               path, lineno) from None
-    ini = MlipIni(**values, path=path, extra=extra)
+    ini = MlipIni(**values, path=path, extra=extra, lines=where)
     if ini.select and ini.select_threshold <= 1.0:
-        raise FormatError(f"select:threshold must be > 1, got {ini.select_threshold}", path)
+        raise FormatError(f"select:threshold must be > 1, got {ini.select_threshold}", path,
+                          where.get("select:threshold"))
     if ini.select_threshold_swap <= 1.0:
         ini.select_threshold_swap = ini.select_threshold
     return ini
+
+
+def ini_error(ini, key, message):
+    """A :class:`FormatError` about ``key`` of ``ini``, naming its file and line.
+
+    For settings that parse but cannot be used by the command at hand (e.g. ``fit TRUE``
+    in ``mlp relax``); a key that is absent from the file is reported without a line.
+    """
+    return FormatError(message, ini.path, ini.lines.get(key))

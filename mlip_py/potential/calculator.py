@@ -11,6 +11,26 @@ It is required unless the potential has one species and every atom is of one ele
 Neighbour reuse: the pair list is built with ``cutoff + skin``; while no atom has moved
 more than ``skin / 2`` since the build and the cell, numbers and pbc are unchanged, only
 the pair vectors are recomputed from the stored lattice shifts.
+
+Extrapolation control (``active_set=``): every calculation also grades the structure
+against the active set (an :class:`~mlip_py.selection.active_set.ActiveSet` or an
+``.als`` file made with the same potential) and adds two results:
+
+* ``grade`` (float): the MaxVol extrapolation grade of the structure (MLIP-2's
+  ``MV_grade``; > 1 means extrapolation);
+* ``grades`` (N,): per-atom grades.  In neighbourhood mode (active set built with a
+  non-zero ``nbh`` weight) these are the grades of the atoms' rows; in the default
+  configuration mode there is one row per structure and every atom carries the
+  structure's grade.
+
+Structures with ``grade > threshold`` are appended (as
+:class:`~mlip_py.configuration.Configuration` with ``Feature MV_grade``, without EFS) to
+``selected`` (a list, default a new list at ``calc.selected``, or a callable).  With
+``grade > threshold_break`` the calculation raises
+:class:`~mlip_py.errors.ExtrapolationError` (attributes ``grade`` and ``threshold``)
+*after* storing its results, so ``calc.results`` holds the energy, forces and grade of
+the offending structure; asking again for the same structure returns the stored
+results without raising.
 """
 from __future__ import annotations
 
@@ -33,12 +53,25 @@ class MTPCalculator(Calculator):
         Extra distance for neighbour-list reuse (A); 0 rebuilds on every call.
     num_threads : int, optional
         Threads for the kernels (default: OpenMP's default).
+    active_set : ActiveSet, str or path, optional
+        Switch on extrapolation control (see the module docstring).
+    threshold : float
+        Structures graded above it are collected in ``selected`` (default 2.0).
+    threshold_break : float, optional
+        Grade above which :class:`~mlip_py.errors.ExtrapolationError` is raised
+        (None or <= 1: never, MLIP-2's convention).
+    selected : list or callable, optional
+        Where the collected structures go (default: a new list, ``calc.selected``).
+    weighting : str
+        Row weighting when ``active_set`` is a path (not stored in ``.als`` files).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
     default_parameters = {}
 
-    def __init__(self, potential, type_map=None, skin=0.3, num_threads=None, **kwargs):
+    def __init__(self, potential, type_map=None, skin=0.3, num_threads=None, active_set=None,
+                 threshold=2.0, threshold_break=None, selected=None, weighting="vibrations",
+                 **kwargs):
         super().__init__(**kwargs)
         from .mtp import MTP
 
@@ -46,6 +79,17 @@ class MTPCalculator(Calculator):
             self.mtp = potential
         else:
             self.mtp = MTP(potential, num_threads=num_threads)
+        self.control = None
+        self.selected = None
+        if active_set is not None:
+            from ..simulate.extrapolation import ExtrapolationControl
+
+            self.selected = [] if selected is None else selected
+            self.control = ExtrapolationControl(active_set, threshold, threshold_break,
+                                                selected=self.selected, mtp=self.mtp,
+                                                weighting=weighting)
+            self.implemented_properties = list(type(self).implemented_properties) + [
+                "grade", "grades"]
         self.type_map = None if type_map is None else list(type_map)
         if self.type_map is not None and len(self.type_map) > self.mtp.params.species_count:
             raise ConfigError(
@@ -115,6 +159,20 @@ class MTPCalculator(Calculator):
             self.results["stress"] = -plus_stress / abs(atoms.cell.volume)
         elif "stress" in properties:
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
+        if self.control is not None:
+            self._grade(atoms, types, lattice, (offsets, index, vectors))
+
+    def _grade(self, atoms, types, lattice, neighbors):
+        from ..configuration import Configuration
+
+        cfg = Configuration(lattice=lattice, positions=atoms.positions, types=types)
+        for key, value in atoms.info.items():
+            if isinstance(value, str):
+                cfg.features[key] = value
+        grade, per_atom = self.control.grades(cfg, neighbors=neighbors)
+        self.results["grade"] = grade
+        self.results["grades"] = per_atom
+        self.control.note(cfg, grade)
 
 
 def _restrict(offsets, index, vectors, cutoff):
