@@ -9,6 +9,14 @@ import importlib.util
 import os
 import sys
 
+# OpenMP threads that wait at a barrier sleep instead of spinning.  With libgomp's
+# default (spin, then sleep) a kernel call on a busy or oversubscribed machine (a
+# cluster node shared with other jobs, or mlip-py's own worker threads) can stall for a
+# scheduler time slice at every barrier: measured 10x slower training on 2 shared cores.
+# libgomp reads this when it is loaded, i.e. with the first compiled module below;
+# an explicit OMP_WAIT_POLICY from the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 #: compiled modules the package needs (see setup.py EXTENSIONS)
 MODULES = ("_cfgparse", "_neighbors", "_mtp", "_maxvol")
 
