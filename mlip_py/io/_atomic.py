@@ -5,34 +5,29 @@ either the old file (if any) stays as it was, or the complete new file replaces 
 """
 import contextlib
 import os
+import shutil
 import tempfile
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="w", append=False, **kwargs):
-    """Open a temporary file for writing that replaces ``path`` on success.
+def atomic_path(path, copy_existing=False):
+    """Yield ``(tmp_path, existed)``: a temporary file beside ``path`` that replaces it on success.
 
-    With ``append=True`` the existing content of ``path`` (if any) is copied into the
-    temporary file first, so the result is "old content + new content", still
-    committed atomically.  On an exception (including KeyboardInterrupt) the
-    temporary file is removed and ``path`` is left untouched.
+    For writers that need a file *name* (h5py, external tools).  With
+    ``copy_existing=True`` the current content of ``path`` (if any) is copied into the
+    temporary file first and ``existed`` tells whether there was any.  On an exception
+    (including KeyboardInterrupt) the temporary file is removed and ``path`` is left
+    untouched.  The result keeps the permissions of the file it replaces (or the umask's).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    binary = "b" in mode
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **kwargs) as fh:
-            if append and os.path.exists(path):
-                with open(path, "rb") as old:
-                    data = old.read()
-                if binary:
-                    fh.write(data)
-                else:
-                    fh.flush()
-                    fh.buffer.write(data)
-                    fh.buffer.flush()
-            yield fh
+        existed = copy_existing and os.path.exists(path) and os.path.getsize(path) > 0
+        if existed:
+            shutil.copyfile(path, tmp)
+        yield tmp, existed
         try:
             st = os.stat(path)
             os.chmod(tmp, st.st_mode & 0o7777)
@@ -45,3 +40,19 @@ def atomic_open(path, mode="w", append=False, **kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", append=False, **kwargs):
+    """Open a temporary file for writing that replaces ``path`` on success.
+
+    With ``append=True`` the existing content of ``path`` (if any) is kept in front of
+    what is written, still committed atomically.  On an exception (including
+    KeyboardInterrupt) the temporary file is removed and ``path`` is left untouched.
+    """
+    binary = "b" in mode
+    with atomic_path(path, copy_existing=append) as (tmp, _):
+        # append: write after the copied content; otherwise the caller's mode (a seekable
+        # "w"/"wb", which binary writers such as ASE's trajectory format rely on)
+        with open(tmp, ("ab" if binary else "a") if append else mode, **kwargs) as fh:
+            yield fh

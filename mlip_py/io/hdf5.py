@@ -40,13 +40,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from ..configuration import Configuration
 from ..errors import FormatError
+from ._atomic import atomic_path
 
 FORMAT = "mlip_py.configurations"
 FORMAT_VERSION = 1
@@ -144,32 +143,6 @@ def _open_read(path):
     return f
 
 
-@contextlib.contextmanager
-def _atomic_h5(path, append):
-    """Yield the path of a temporary HDF5 file that replaces ``path`` on success."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        existing = append and os.path.exists(path) and os.path.getsize(path) > 0
-        if existing:
-            shutil.copyfile(path, tmp)
-        yield tmp, existing
-        try:
-            st = os.stat(path)
-            os.chmod(tmp, st.st_mode & 0o7777)
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _flush_block(f, block):
     """Append a list of configurations to the open store ``f``."""
     if not block:
@@ -247,7 +220,7 @@ def write_hdf5(path, cfgs, append=False, block=_CFG_CHUNK):
     """
     h5py = _h5py()
     count = 0
-    with _atomic_h5(path, append) as (tmp, existing):
+    with atomic_path(path, copy_existing=append) as (tmp, existing):
         if existing:
             try:
                 f = h5py.File(tmp, "a")
