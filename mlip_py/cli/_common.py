@@ -198,3 +198,41 @@ def echo(text):
     """Print a result line on stdout."""
     click.echo(text)
     sys.stdout.flush()
+
+
+# ------------------------------------------------ MLIP-2 style option callbacks
+# MLIP-2 treats an option given with an empty value (``--max-iter=``) as not given.
+
+
+def opt_float(default):
+    """Callback: a number; an empty value (``--x=``) counts as not given (MLIP-2)."""
+    def cb(ctx, param, value):
+        if value is None or value == "":
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise click.BadParameter(f"expected a number, got {value!r}", ctx, param) from None
+    return cb
+
+
+def opt_int(default, minimum=None):
+    """Callback: an integer (>= minimum); empty = not given."""
+    def cb(ctx, param, value):
+        if value is None or value == "":
+            return default
+        try:
+            v = int(value)
+        except ValueError:
+            raise click.BadParameter(f"expected an integer, got {value!r}", ctx, param) from None
+        if minimum is not None and v < minimum:
+            raise click.BadParameter(f"must be >= {minimum}, got {v}", ctx, param)
+        return v
+    return cb
+
+
+def opt_str(default):
+    """Callback: a string; empty = not given."""
+    def cb(ctx, param, value):
+        return default if value is None or value == "" else value
+    return cb

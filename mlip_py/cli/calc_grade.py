@@ -23,44 +23,8 @@ import math
 import click
 
 from ..errors import ConfigError
-from ._common import Progress, echo, input_format_option, open_inputs, output_format_for, \
-    output_format_option, type_map_option, write_outputs
-
-# ------------------------------------------------------------------ MLIP-style options
-
-
-def opt_float(default):
-    """Callback: a number; an empty value (``--x=``) counts as not given (MLIP-2)."""
-    def cb(ctx, param, value):
-        if value is None or value == "":
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise click.BadParameter(f"expected a number, got {value!r}", ctx, param) from None
-    return cb
-
-
-def opt_int(default, minimum=None):
-    """Callback: an integer (>= minimum); empty = not given."""
-    def cb(ctx, param, value):
-        if value is None or value == "":
-            return default
-        try:
-            v = int(value)
-        except ValueError:
-            raise click.BadParameter(f"expected an integer, got {value!r}", ctx, param) from None
-        if minimum is not None and v < minimum:
-            raise click.BadParameter(f"must be >= {minimum}, got {v}", ctx, param)
-        return v
-    return cb
-
-
-def opt_str(default):
-    """Callback: a string; empty = not given."""
-    def cb(ctx, param, value):
-        return default if value is None or value == "" else value
-    return cb
+from ._common import Progress, echo, input_format_option, open_inputs, opt_float, opt_str, \
+    output_format_for, output_format_option, type_map_option, write_outputs
 
 
 def selection_options(f):

@@ -25,7 +25,7 @@ import click
 from ..errors import ConfigError
 from ._common import echo, input_format_option, open_inputs, output_format_for, \
     output_format_option, type_map_option
-from .calc_grade import opt_float, opt_int, opt_str
+from ._common import opt_float, opt_int, opt_str
 
 #: exit status of a run stopped by the breaking threshold with --fail-on-break
 EXIT_BREAK = 3

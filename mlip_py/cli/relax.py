@@ -31,7 +31,8 @@ import click
 
 from ..errors import ConfigError
 from ._common import echo, input_format_option, open_inputs
-from .calc_grade import mpi_comm, opt_float, opt_int, opt_str
+from ._common import opt_float, opt_int, opt_str
+from .calc_grade import mpi_comm
 
 USAGE = """Relaxes the configuration(s).
 

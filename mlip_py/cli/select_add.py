@@ -19,9 +19,9 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
-from ._common import Progress, echo, input_format_option, open_inputs, output_format_for, \
-    output_format_option, type_map_option, write_outputs
-from .calc_grade import als_name, check_files, make_weights, mpi_comm, opt_int, opt_str, \
+from ._common import Progress, echo, input_format_option, open_inputs, opt_int, opt_str, \
+    output_format_for, output_format_option, type_map_option, write_outputs
+from .calc_grade import als_name, check_files, make_weights, mpi_comm, \
     selection_options, workers
 
 COSTS = ("atoms3", "atoms", "none")

@@ -16,67 +16,39 @@ import warnings
 import click
 
 from ..errors import ConfigError
-from ._common import input_format_option, open_inputs, quiet
+from ._common import input_format_option, open_inputs, opt_float, opt_int, opt_str, quiet
 
 TRAIN_WEIGHTINGS = ("vibrations", "molecules", "structures")
-
-
-def _opt_float(default):
-    def cb(ctx, param, value):
-        if value is None or value == "":
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise click.BadParameter(f"expected a number, got {value!r}", ctx, param) from None
-    return cb
-
-
-def _opt_int(default):
-    def cb(ctx, param, value):
-        if value is None or value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise click.BadParameter(f"expected an integer, got {value!r}", ctx, param) from None
-    return cb
-
-
-def _opt_str(default):
-    def cb(ctx, param, value):
-        return default if value is None or value == "" else value
-    return cb
 
 
 def train_options(f):
     """The options shared by ``train`` and ``calc-errors``."""
     opts = [
-        click.option("--energy-weight", callback=_opt_float(1.0), metavar="W",
+        click.option("--energy-weight", callback=opt_float(1.0), metavar="W",
                      help="Weight of the energy term (default 1)."),
-        click.option("--force-weight", callback=_opt_float(0.01), metavar="W",
+        click.option("--force-weight", callback=opt_float(0.01), metavar="W",
                      help="Weight of the force term (default 0.01)."),
-        click.option("--stress-weight", callback=_opt_float(0.001), metavar="W",
+        click.option("--stress-weight", callback=opt_float(0.001), metavar="W",
                      help="Weight of the stress (virial) term (default 0.001)."),
-        click.option("--scale-by-force", callback=_opt_float(0.0), metavar="S",
+        click.option("--scale-by-force", callback=opt_float(0.0), metavar="S",
                      help="If > 0, the weight of atom i's force is w_f*S/(|F_ref,i|^2+S) "
                           "(nonlinear loss only; default 0)."),
-        click.option("--valid-cfgs", callback=_opt_str(None), metavar="FILE",
+        click.option("--valid-cfgs", callback=opt_str(None), metavar="FILE",
                      help="Validation set: a VALIDATION ERRORS report is printed at the end."),
-        click.option("--max-iter", callback=_opt_int(1000), metavar="N",
+        click.option("--max-iter", callback=opt_int(1000), metavar="N",
                      help="Maximal number of BFGS iterations (default 1000; 0 = no training, "
                           "only the error report)."),
-        click.option("--curr-pot-name", callback=_opt_str(None), metavar="FILE",
+        click.option("--curr-pot-name", callback=opt_str(None), metavar="FILE",
                      help="Save the current potential there at every BFGS step."),
-        click.option("--trained-pot-name", callback=_opt_str("Trained.mtp_"), metavar="FILE",
+        click.option("--trained-pot-name", callback=opt_str("Trained.mtp_"), metavar="FILE",
                      help="Output potential (default Trained.mtp_; written if max-iter > 0)."),
-        click.option("--bfgs-conv-tol", callback=_opt_float(1e-3), metavar="TOL",
+        click.option("--bfgs-conv-tol", callback=opt_float(1e-3), metavar="TOL",
                      help="Stop when the relative loss decrease over 50 iterations is below "
                           "TOL and below that of the previous 50 (default 1e-3)."),
-        click.option("--weighting", callback=_opt_str("vibrations"), metavar="KIND",
+        click.option("--weighting", callback=opt_str("vibrations"), metavar="KIND",
                      help="vibrations (default), molecules or structures: how energy, force "
                           "and stress terms are weighted with the number of atoms N."),
-        click.option("--init-params", callback=_opt_str("random"), metavar="random|same",
+        click.option("--init-params", callback=opt_str("random"), metavar="random|same",
                      help="Initialisation of an untrained potential: random (default) or same "
                           "(MLIP-2's deterministic loader defaults)."),
         click.option("--skip-preinit", is_flag=True,
@@ -84,14 +56,14 @@ def train_options(f):
         click.option("--update-mindist", is_flag=True,
                      help="Set min_dist to 0.99 x the smallest interatomic distance of the "
                           "training set before training."),
-        click.option("--seed", callback=_opt_int(None), metavar="N",
+        click.option("--seed", callback=opt_int(None), metavar="N",
                      help="Seed of the random initialisation (new; default: from the OS)."),
         click.option("--linear", is_flag=True,
                      help="Linear MTP (new): keep the radial functions fixed and fit only "
                           "species and moment coefficients by weighted least squares."),
-        click.option("--report-json", callback=_opt_str(None), metavar="FILE",
+        click.option("--report-json", callback=opt_str(None), metavar="FILE",
                      help="Write the error figures (and the loss history) as JSON (new)."),
-        click.option("--parity-plot", callback=_opt_str(None), metavar="FILE.png",
+        click.option("--parity-plot", callback=opt_str(None), metavar="FILE.png",
                      help="Write predicted-vs-reference plots (needs matplotlib) (new)."),
         click.option("--threads", type=click.IntRange(min=0), default=None,
                      help="Threads of the kernels (default: OMP_NUM_THREADS or all cores)."),
