@@ -14,23 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MLIP_PY_SHARED", ROOT.parent / "shared"))
-REF = SHARED / "reference" / "mlip"
-GOLDEN = REF / "golden"
-UPSTREAM = REF / "upstream_examples"
-MLEARN = SHARED / "data" / "mlearn"
-SAMPLE_DATA = ROOT / "sample_data"
-
-
-def shared_file(*parts):
-    """Path of a reference file in ../shared; skip (fail under CI) when it is missing."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"reference file missing under CI: {path}")
-        pytest.skip(f"reference data not available: {path} (needs ../shared beside the checkout)")
-    return path
+from refdata import GOLDEN, MLEARN, REF, ROOT, SAMPLE_DATA, SHARED, UPSTREAM, shared_file  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, UPSTREAM, shared_file
+from refdata import GOLDEN, UPSTREAM, shared_file
 from mlip_py.io.cfg import format_cfg_bytes, iter_cfg, read_cfg, write_cfg
 from mlip_py.io.cfgbin import format_cfgbin, iter_cfgbin, read_cfgbin, write_cfgbin
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mlip_py.io.cfg as cfgmod
-from conftest import GOLDEN
+from refdata import GOLDEN
 from mlip_py._cext import load
 
 k = load("_cfgparse")

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from refdata import shared_file
 from mlip_py.configuration import Configuration
 from mlip_py.errors import ConfigError, FormatError
 from mlip_py.io.cfg import format_cfg, read_cfg

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from conftest import shared_file
+from refdata import shared_file
 from mlip_py.configuration import Configuration
 from mlip_py.errors import ConfigError
 from mlip_py.io import read_configurations

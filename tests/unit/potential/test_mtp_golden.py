@@ -8,7 +8,7 @@ printed precision.
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from refdata import shared_file
 from mlip_py.io.cfg import read_cfg
 from mlip_py.potential.mtp import MTP
 

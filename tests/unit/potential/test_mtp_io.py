@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from refdata import shared_file
 from mlip_py.errors import FormatError
 from mlip_py.io.mtp import format_mtp, parse_mtp, read_mtp, write_mtp
 from mlip_py.potential.params import MTPParams

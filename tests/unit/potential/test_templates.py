@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, shared_file
+from refdata import ROOT, shared_file
 from mlip_py.cli.main import cli
 from mlip_py.io.mtp import format_mtp, read_mtp
 from mlip_py.potential.templates import LEVELS, basic_types, make_template, template_structure

@@ -11,7 +11,7 @@ from mlip_py.simulate.md import MDRunner, frame_configuration
 
 @pytest.fixture(scope="module")
 def mo(request):
-    from conftest import shared_file
+    from refdata import shared_file
 
     return MTP(shared_file("reference", "mlip", "golden", "Mo_l08.mtp"))
 

@@ -17,7 +17,7 @@ from mlip_py.simulate.relax import GPA, RelaxOptions, Relaxer, relax
 
 @pytest.fixture(scope="module")
 def mo(request):
-    from conftest import shared_file
+    from refdata import shared_file
 
     return MTP(shared_file("reference", "mlip", "golden", "Mo_l08.mtp"))
 
