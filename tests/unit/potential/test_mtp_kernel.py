@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from refdata import shared_file
 from mlip_py.configuration import Configuration
 from mlip_py.errors import MlipError
 from mlip_py.potential.mtp import MTP

@@ -12,7 +12,7 @@ from mlip_py.selection.rows import RowWeights, configuration_rows, rows_per_conf
 
 @pytest.fixture(scope="module")
 def mo(request):
-    from conftest import GOLDEN, shared_file
+    from refdata import GOLDEN, shared_file
 
     shared_file("reference", "mlip", "golden", "Mo_l08.mtp")
     return MTP(GOLDEN / "Mo_l08.mtp")
