@@ -21,6 +21,13 @@ g = dV/dM backwards through alpha_index_times; dV/dr_ij from the basic moments g
 monomial.  Parameter derivatives of force/stress terms use forward-over-reverse: the
 tangent (along pair displacements w_ij) of the energy-gradient computation.
 
+Forces and virials of all S basis functions at once (``Kernel.basis_efs``, the columns
+of the linear training problem) use forward mode instead: the Jacobian dM_k/dr_ij of
+every moment w.r.t. the 3 * n_neighbours coordinates, propagated through
+alpha_index_times (cost ~ n_times * 3 n_neighbours multiply-adds per atom, instead of
+S reverse passes).  That contraction loop is also compiled for AVX2+FMA and selected at
+run time (``_mtp_core.h``).
+
 All loops over atoms run in OpenMP ``prange`` (serial without -fopenmp) with thread-local
 work buffers; per-pair outputs are written disjointly and summed serially afterwards.
 """
@@ -31,7 +38,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cdef extern from "_mtp_core.h" nogil:
     int mtp_max_threads()
@@ -40,6 +47,10 @@ cdef extern from "_mtp_core.h" nogil:
     void mtp_axpy(double *y, double alpha, const double *x, int n)
     void mtp_axpy2(double *y1, double *y2, double alpha, const double *x1, const double *x2,
                    int n)
+    int mtp_have_avx2()
+    void mtp_jac_times(double *dM, Py_ssize_t L, int x0, int w, int nruns, const int *run_start,
+                       const int *run_k, const char *first, const int *i0, const int *i1,
+                       const double *mult, const double *M)
 
 cdef double REPULS_MULT = 10000.0  # RBChebyshev_repuls pair term prefactor
 
@@ -69,6 +80,8 @@ cdef struct Tab:
     int nruns          # alpha_index_times split into runs of equal k (file order kept)
     int *run_start     # (nruns + 1,)
     int *run_k         # (nruns,)
+    char *run_first    # (nruns,) 1 for the first run writing its k (all 0 if zero_comp)
+    int zero_comp      # some composite moment is never written: zero the Jacobian rows
     int *mapping       # (S,)
 
 
@@ -465,6 +478,116 @@ cdef inline void tangent_mono(double* out, const double* pd, const double* uc, c
         out[j] = pd[j] * uc[j] + p[j] * udc[j]
 
 
+cdef enum:
+    JAC_CHUNK = 96     # Jacobian columns processed together (nmom * JAC_CHUNK doubles in cache)
+
+
+cdef void moment_jac(const Tab* T, Work* W, int nn, double* dM) noexcept nogil:
+    """dM[k * 3nn + 3 j + c] = dM_k / d(r_ij)_c for every moment k (forward mode).
+
+    Basic moments: ``dM_k/dr_c = (f' - nu f / r) mono u_c + f pow_c mono_down_c / r``;
+    composite moments by ``dM_k += mult (M_i1 dM_i0 + M_i0 dM_i1)`` in file order, over
+    column chunks of JAC_CHUNK so that the working set stays in cache.  Needs prep and
+    forward (the final M values).
+    """
+    cdef int k, m, mu, c, d, j, x0, w, cap = W.cap
+    cdef int L = 3 * nn
+    cdef double nu, pw
+    cdef double* A = W.A
+    cdef double* row
+    cdef const double* f
+    cdef const double* fd
+    cdef const double* mm
+    cdef const double* dm
+    cdef const double* uc
+    cdef const double* M = W.M
+    for k in range(T.nb):
+        mu = T.b_mu[k]
+        m = T.b_mono[k]
+        nu = T.mono_nu[m]
+        f = W.f + mu * cap
+        fd = W.fd + mu * cap
+        mm = W.mono + m * cap
+        row = dM + (<Py_ssize_t>k) * L
+        for j in range(nn):
+            A[j] = (fd[j] - nu * f[j] * W.invr[j]) * mm[j]
+        for c in range(3):
+            d = T.mono_down[3 * m + c]
+            uc = W.u + c * cap
+            if d < 0:
+                for j in range(nn):
+                    row[3 * j + c] = A[j] * uc[j]
+            else:
+                pw = T.mono_pow[3 * m + c]
+                dm = W.mono + d * cap
+                for j in range(nn):
+                    row[3 * j + c] = A[j] * uc[j] + pw * f[j] * dm[j] * W.invr[j]
+    if T.zero_comp and T.nmom > T.nb:
+        memset(dM + (<Py_ssize_t>T.nb) * L, 0, (<Py_ssize_t>(T.nmom - T.nb)) * L * sizeof(double))
+    x0 = 0
+    while x0 < L:
+        w = L - x0
+        if w > JAC_CHUNK:
+            w = JAC_CHUNK
+        mtp_jac_times(dM, L, x0, w, T.nruns, T.run_start, T.run_k, T.run_first, T.t_i0,
+                      T.t_i1, T.t_mult, M)
+        x0 = x0 + w
+
+
+cdef void scatter_column(const double* Da, const double* Ba, Py_ssize_t a0, Py_ssize_t a1,
+                         Py_ssize_t pbase, const int64_t* offsets, const int64_t* index,
+                         const double* vec, double* F, double* V, double* e) noexcept nogil:
+    """One basis function: pair derivatives Da (pairs, 3) of atoms a0..a1 into forces F (N, 3),
+    virial V (3, 3) and energy e (running sums, continued across chunks in atom order)."""
+    cdef Py_ssize_t i, p, j, q
+    cdef double dx, dy, dz, rx, ry, rz, fx, fy, fz
+    cdef double ea = e[0]
+    cdef double v0 = V[0], v1 = V[1], v2 = V[2], v3 = V[3], v4 = V[4], v5 = V[5]
+    cdef double v6 = V[6], v7 = V[7], v8 = V[8]
+    for i in range(a0, a1):
+        ea = ea + Ba[i - a0]
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        for p in range(offsets[i], offsets[i + 1]):
+            j = index[p]
+            q = 3 * (p - pbase)
+            dx = Da[q]
+            dy = Da[q + 1]
+            dz = Da[q + 2]
+            rx = vec[3 * p]
+            ry = vec[3 * p + 1]
+            rz = vec[3 * p + 2]
+            fx = fx + dx
+            fy = fy + dy
+            fz = fz + dz
+            F[3 * j] -= dx
+            F[3 * j + 1] -= dy
+            F[3 * j + 2] -= dz
+            v0 = v0 - dx * rx
+            v1 = v1 - dx * ry
+            v2 = v2 - dx * rz
+            v3 = v3 - dy * rx
+            v4 = v4 - dy * ry
+            v5 = v5 - dy * rz
+            v6 = v6 - dz * rx
+            v7 = v7 - dz * ry
+            v8 = v8 - dz * rz
+        F[3 * i] += fx
+        F[3 * i + 1] += fy
+        F[3 * i + 2] += fz
+    e[0] = ea
+    V[0] = v0
+    V[1] = v1
+    V[2] = v2
+    V[3] = v3
+    V[4] = v4
+    V[5] = v5
+    V[6] = v6
+    V[7] = v7
+    V[8] = v8
+
+
 cdef double site_energy(const Tab* T, Work* W, int ti, int nn, const double* species,
                         const double* moment) noexcept nogil:
     cdef double e = species[ti]
@@ -500,6 +623,7 @@ cdef class Kernel:
     cdef object _keep        # numpy arrays owning the table memory
     cdef readonly int n_params
     cdef readonly int n_radial
+    cdef bint _selfref       # some contraction reads the moment it writes (no Jacobian kernel)
 
     def __init__(self, int species_count, int radial_funcs_count, int radial_basis_size,
                  int alpha_moments_count, alpha_index_basic, alpha_index_times,
@@ -567,8 +691,17 @@ cdef class Kernel:
         else:
             run_start = np.zeros(1, dtype=np.int32)
         run_k = np.ascontiguousarray(times[run_start[:-1], 3], dtype=np.int32)
+        run_first = np.zeros(max(len(run_k), 1), dtype=np.int8)
+        seen = set()
+        for q, k in enumerate(run_k.tolist()):
+            if k not in seen:
+                run_first[q] = 1
+                seen.add(k)
+        zero_comp = len(seen) < nmom - nb
+        if zero_comp:
+            run_first[:] = 0
         self._keep = [run_start, run_k, b_mu, b_mono, mono_par, mono_comp, mono_down, mono_pow, mono_nu,
-                      grp_start, grp_k, t_i0, t_i1, t_k, t_mult, mapping32]
+                      grp_start, grp_k, t_i0, t_i1, t_k, t_mult, mapping32, run_first]
         T = &self.T
         T.C = species_count
         T.K = radial_funcs_count
@@ -599,8 +732,13 @@ cdef class Kernel:
         T.nruns = len(run_k)
         T.run_start = _iptr(run_start)
         T.run_k = _iptr(run_k)
+        T.run_first = <char*>_cptr(run_first)
+        T.zero_comp = zero_comp
         self.n_radial = species_count * species_count * radial_funcs_count * radial_basis_size
         self.n_params = self.n_radial + species_count + T.S
+        mtp_have_avx2()          # CPU feature detection once, before any threads
+        self._selfref = bool(nt and np.any((times[:, 3] == times[:, 0]) |
+                                           (times[:, 3] == times[:, 1])))
 
     @property
     def n_monomials(self):
@@ -831,6 +969,124 @@ cdef class Kernel:
         if failed:
             raise MemoryError("MTP kernel: cannot allocate work buffers")
 
+    def basis_efs(self, const double[::1] radial, const int64_t[::1] types,
+                  const int64_t[::1] offsets, const int64_t[::1] index,
+                  const double[:, ::1] vectors, double[::1] e_out, double[:, :, ::1] f_out,
+                  double[:, :, ::1] v_out, int num_threads=1, Py_ssize_t pair_budget=0):
+        """Energy, forces and virial of every basis function of one configuration.
+
+        For alpha = 1..S, E_alpha = sum_i B_alpha(i); its forces and PlusStress virial use
+        the same conventions as :meth:`efs` (the repulsive pair term is not included).
+        These are the columns of the moment coefficients in the linear sub-problem of
+        training; one pass over the atoms gives all S of them.
+
+        IN: radial coefficients, types, one configuration's CSR neighbour list.
+        OUT (overwritten): ``e_out`` (S,) E_alpha; ``f_out`` (S, N, 3) forces of E_alpha;
+        ``v_out`` (S, 3, 3) virial of E_alpha.
+
+        Per atom (OpenMP over atoms): the moment Jacobian dM_k/dr_ij by forward mode
+        (:func:`moment_jac`, cost ~ n_times * 3 n_neighbours), copied per pair into a
+        buffer (S, pairs, 3); then (OpenMP over alpha, :func:`scatter_column`) every column
+        is accumulated atom by atom, pair by pair (F_i gets the sum over its own pairs
+        once).  The summation order is fixed, so the result does not depend on the number
+        of threads.  Atoms are processed in chunks whose pair buffer
+        holds at most ``pair_budget`` doubles (0: 2**23, i.e. 64 MiB), which bounds the
+        memory and does not change the result either.
+        """
+        cdef double[::1] dummy_s = np.zeros(self.T.C)
+        cdef double[::1] dummy_m = np.zeros(self.T.S)
+        self._check(radial, dummy_s, dummy_m, types, offsets, index, vectors)
+        cdef Py_ssize_t n = types.shape[0], S = self.T.S
+        if e_out.shape[0] != S or f_out.shape[0] != S or f_out.shape[1] != n or \
+                f_out.shape[2] != 3 or v_out.shape[0] != S or v_out.shape[1] != 3 or \
+                v_out.shape[2] != 3:
+            raise ValueError("output arrays have the wrong shape")
+        if self._selfref:
+            raise ValueError("alpha_index_times has a contraction that reads the moment it "
+                             "writes; basis_efs needs every factor complete before use")
+        e_out[:] = 0.0
+        if S == 0 or n == 0:
+            return
+        f_out[:, :, :] = 0.0
+        v_out[:, :, :] = 0.0
+        if pair_budget <= 0:
+            pair_budget = 1 << 23
+        cdef int cap = _max_nn(offsets), nn, ti, nt, a
+        cdef Py_ssize_t maxpairs = max(<Py_ssize_t>cap, pair_budget // (3 * S))
+        cdef Py_ssize_t a0, a1, i, pbase, npc, ncap
+        cdef int failed = 0
+        cdef int* failp = &failed
+        cdef Work* W = NULL
+        cdef double* dM = NULL
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0]
+        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
+        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef const double* rp = &radial[0] if radial.shape[0] else NULL
+        cdef double* ep = &e_out[0]
+        cdef double* fp = &f_out[0, 0, 0]
+        cdef double* vop = &v_out[0, 0, 0]
+        # chunk capacity: atoms and pairs of the largest chunk
+        cdef Py_ssize_t max_atoms = 1, max_p = 1
+        a0 = 0
+        while a0 < n:
+            a1 = a0 + 1
+            while a1 < n and offsets[a1 + 1] - offsets[a0] <= maxpairs:
+                a1 += 1
+            max_atoms = max(max_atoms, a1 - a0)
+            max_p = max(max_p, offsets[a1] - offsets[a0])
+            a0 = a1
+        cdef double* D = <double*>malloc(max_p * 3 * S * sizeof(double))
+        cdef double* B = <double*>malloc(max_atoms * S * sizeof(double))
+        if D == NULL or B == NULL:
+            free(D)
+            free(B)
+            raise MemoryError("MTP kernel: cannot allocate the basis Jacobian buffers")
+        nt = num_threads if num_threads > 0 else mtp_max_threads()
+        if nt < 1:
+            nt = 1
+        ncap = (<Py_ssize_t>T.nmom) * 3 * (cap if cap > 0 else 1)
+        try:
+            with nogil:
+                a0 = 0
+                while a0 < n and not failed:
+                    a1 = a0 + 1
+                    while a1 < n and offsets[a1 + 1] - offsets[a0] <= maxpairs:
+                        a1 += 1
+                    pbase = offsets[a0]
+                    npc = offsets[a1] - pbase
+                    with parallel(num_threads=nt):
+                        W = work_alloc(T, cap)
+                        dM = <double*>malloc(ncap * sizeof(double))
+                        if W == NULL or dM == NULL:
+                            failp[0] = 1
+                        else:
+                            for i in prange(a0, a1, schedule="dynamic", chunksize=1):
+                                ti = <int>tp[i]
+                                nn = <int>(offsets[i + 1] - offsets[i])
+                                prep(T, W, ti, nn, offsets[i], tp, ip, vp, rp)
+                                forward(T, W, nn)
+                                moment_jac(T, W, nn, dM)
+                                for a in range(T.S):
+                                    B[a * (a1 - a0) + (i - a0)] = W.M[T.mapping[a]]
+                                    memcpy(D + a * 3 * npc + 3 * (offsets[i] - pbase),
+                                           dM + (<Py_ssize_t>T.mapping[a]) * 3 * nn,
+                                           3 * nn * sizeof(double))
+                        work_free(W)
+                        free(dM)
+                    if failed:
+                        break
+                    for a in prange(T.S, num_threads=nt, schedule="static"):
+                        scatter_column(D + a * 3 * npc, B + a * (a1 - a0), a0, a1, pbase,
+                                       &offsets[0], ip, vp, fp + a * 3 * n, vop + a * 9,
+                                       ep + a)
+                    a0 = a1
+        finally:
+            free(D)
+            free(B)
+        if failed:
+            raise MemoryError("MTP kernel: cannot allocate work buffers")
+
     def efs_jacobian(self, const double[::1] radial, const double[::1] species,
                      const double[::1] moment, const int64_t[::1] types,
                      const int64_t[::1] offsets, const int64_t[::1] index,
@@ -960,6 +1216,11 @@ cdef int* _iptr(arr):
     cdef int[::1] v = arr.reshape(-1) if arr.size else np.zeros(1, dtype=np.int32)
     if arr.size == 0:
         return NULL
+    return &v[0]
+
+
+cdef signed char* _cptr(arr):
+    cdef signed char[::1] v = arr.reshape(-1)
     return &v[0]
 
 

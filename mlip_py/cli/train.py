@@ -3,7 +3,7 @@
 Stdout is the original's (mlip-cli.md ``train``): ``MTPR from ...``, the Rescaling
 blocks, ``BFGS iter k: f=...`` lines, the TRAIN (and VALIDATION) error reports.  Progress
 lines go to stderr (silent with ``-q``).  Under an MPI launcher the configurations are
-distributed round-robin over the ranks and rank 0 prints and writes.
+distributed over the ranks in blocks of 16 consecutive configurations (the sums are formed in file order, so any number of ranks gives the serial result) and rank 0 prints and writes.
 
 Ctrl-C writes the potential of the last accepted BFGS point to the output name
 (atomically) and exits with status 130.

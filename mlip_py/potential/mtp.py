@@ -18,7 +18,7 @@ Conventions
   built with a skin can be reused.  Without one, a list is built with cutoff ``max_dist``.
 * Threads: ``num_threads`` (None or <= 0: the OpenMP default, i.e. ``OMP_NUM_THREADS``).
   Results do not depend on the thread count except for the summation order of
-  parameter gradients.
+  parameter gradients (:meth:`MTP.basis_efs` is thread-count independent too).
 """
 from __future__ import annotations
 
@@ -191,6 +191,32 @@ class MTP:
         self.kernel.basis(self._radial, types, offsets, index, vectors, out,
                           self._threads(num_threads))
         return out
+
+    def basis_efs(self, cfg, neighbors=None, num_threads=None, full_virial=False):
+        """Energy, forces and PlusStress of every basis function, in one pass.
+
+        ``E_alpha = sum_i B_alpha(i)`` for alpha = 1..S: the energy of the potential with
+        ``moment_coeffs = e_alpha`` and zero species coefficients (without the
+        repulsive pair term of RBChebyshev_repuls).  Forces and stress follow the
+        conventions of :meth:`calc_efs`; the result does not depend on the thread count.
+
+        Returns
+        -------
+        energy : (S,)
+        forces : (S, N, 3)
+        stress : (S, 6) PlusStress order xx yy zz yz xz xy, or (S, 3, 3) with
+            ``full_virial=True``.
+        """
+        types, offsets, index, vectors = self._arrays(cfg, neighbors)
+        s, n = self.params.alpha_scalar_moments, len(types)
+        e = np.empty(s)
+        f = np.empty((s, n, 3))
+        v = np.empty((s, 3, 3))
+        self.kernel.basis_efs(self._radial, types, offsets, index, vectors, e, f, v,
+                              self._threads(num_threads))
+        if full_virial:
+            return e, f, v
+        return e, f, np.stack([v[:, a, b] for a, b in VOIGT], axis=1)
 
     def energy_gradient(self, cfg, neighbors=None, num_threads=None):
         """dE/dtheta, (n,)."""

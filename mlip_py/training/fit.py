@@ -307,14 +307,27 @@ class Trainer:
 
 
 def error_monitor(mtp, data, comm=None, num_threads=1):
-    """An :class:`~mlip_py.training.report.ErrorMonitor` of ``mtp`` on ``data`` (all ranks)."""
+    """An :class:`~mlip_py.training.report.ErrorMonitor` of ``mtp`` on ``data`` (all ranks).
+
+    Each configuration's figures are gathered on every rank and merged in global
+    configuration order, so the report does not depend on the number of ranks.
+    """
     from .report import ErrorMonitor
 
+    comm = comm or SerialComm()
     energy, forces, virial = efs_merged(mtp, data, num_threads=num_threads)
-    mon = ErrorMonitor()
+    states = []
     for q, cfg in enumerate(data.cfgs):
         a0, a1 = data.atom_start[q], data.atom_start[q + 1]
-        mon.add_values(cfg, energy[q], forces[a0:a1], virial[q])
-    if comm is not None and comm.is_mpi:
-        mon.allreduce(comm)
+        one = ErrorMonitor()
+        one.add_values(cfg, energy[q], forces[a0:a1], virial[q])
+        states.append(one.state())
+    width = len(ErrorMonitor().state())
+    states = np.array(states, dtype=np.float64).reshape(len(states), width)
+    gathered = comm.allgather((data.global_index(comm), states))
+    index = np.concatenate([g[0] for g in gathered])
+    rows = np.concatenate([g[1].reshape(len(g[0]), width) for g in gathered])
+    mon = ErrorMonitor()
+    for q in np.argsort(index, kind="stable"):
+        mon.merge_state(rows[q])
     return mon

@@ -8,18 +8,25 @@ are ``J xi`` with per-configuration "component" matrices:
 * force rows (3 per atom) and virial rows (9): the forces / virial of the potential with
   ``xi = e_alpha`` (species columns are zero).
 
-They are computed here with the EFS kernel, one pass per moment coefficient with a
-one-hot coefficient vector (forces are linear in xi); the repulsive pair term of
-``RBChebyshev_repuls`` (independent of xi) is subtracted from the columns and from the
-targets.
+They are computed by the kernel :meth:`Kernel.basis_efs`, which gives the energy,
+forces and virial of every basis function ``E_alpha = sum_i B_alpha(i)`` of a
+configuration in one pass over its atoms (forward-mode derivatives of the moments with
+respect to the neighbour vectors).  The repulsive pair term of ``RBChebyshev_repuls``
+(independent of xi) is not part of the columns; it is subtracted from the targets.
 
 :func:`train_linear` is MLIP-2's ``TrainLinear``: Gram-Schmidt of the radial
-coefficients (:func:`orthogonalize`), the weighted normal equations accumulated row by
-row in MLIP-2's order with its arithmetic (:func:`normal_equations`), the
+coefficients (:func:`orthogonalize`), the weighted normal equations, the
 regularisation ``A_ii += 1e-13 (1 + A_ii)`` and Gaussian elimination without pivoting
 (:func:`solve_mlip`).  The row weights are (vibrations) energy ``w_e/N``, forces
 ``w_f``, virial ``w_s/N``; (structures) ``w_e/N^2, w_f/N, w_s/N^2``; (molecules)
-``w_e, w_f, w_s``; ``scale_by_force`` is ignored, as in MLIP-2.
+``w_e, w_f, w_s``; ``scale_by_force`` is ignored, as in MLIP-2.  The normal equations
+are accumulated configuration by configuration (:func:`normal_equations_blocked`):
+per-configuration arrays only, blocks of configurations folded in block order over the
+MPI ranks (:meth:`~mlip_py.training.parallel.SerialComm.block_fold`), so serial and
+parallel runs give identical systems.  With at most 64 linear coefficients every element
+is accumulated strictly row by row in MLIP-2's order with MLIP-2's arithmetic (the
+conditioning of these small systems can be extreme); otherwise each configuration's
+contribution is one BLAS product.
 
 :func:`rescale` is MLIP-2's ``Rescale``: it scans the global ``scaling`` over
 ``s * {1/1.2, 1/1.1, 1, 1.1, 1.2}`` minimising ``cond = |xi|_2 / median |xi|`` and
@@ -43,6 +50,9 @@ from .loss import efs_merged
 GAMMA_REG = 1e-13
 #: condition number above which :func:`least_squares` warns and truncates
 COND_LIMIT = 1e12
+#: largest number of linear coefficients for which the normal equations are accumulated
+#: element by element in MLIP-2's exact order
+EXACT_MAX = 64
 
 
 class ConvergenceWarning(UserWarning):
@@ -100,8 +110,39 @@ def orthogonalize(radial):
 
 
 # ----------------------------------------------------------------------- components
+def config_components(mtp, data, q, num_threads=1):
+    """Moment-coefficient columns of configuration ``q`` (one kernel pass).
+
+    Returns
+    -------
+    counts : (C,) atoms of each species (the species columns of the energy row)
+    e : (S,) ``sum_i B_alpha(i)``
+    f : (S, N, 3) forces of each basis function
+    v : (S, 3, 3) virial (PlusStress) of each basis function
+    """
+    p = mtp.params
+    types, offsets, index, vectors = data.local[q]
+    s, n = p.alpha_scalar_moments, len(types)
+    e = np.empty(s)
+    f = np.empty((s, n, 3))
+    v = np.empty((s, 3, 3))
+    mtp.kernel.basis_efs(mtp._coeffs()[0], types, offsets, index, vectors, e, f, v,
+                         int(num_threads))
+    counts = np.bincount(types, minlength=p.species_count).astype(np.float64)
+    return counts, e, f, v
+
+
+def repulsive_base(mtp, data, num_threads=1):
+    """The coefficient-independent repulsive E, F, virial (RBChebyshev_repuls) or None."""
+    p = mtp.params
+    if p.radial_basis_type != "RBChebyshev_repuls" or data.n_cfg == 0:
+        return None
+    return efs_merged(mtp, data, mtp._coeffs()[0], np.zeros(p.species_count),
+                      np.zeros(p.alpha_scalar_moments), num_threads)
+
+
 def linear_components(mtp, data, num_threads=1):
-    """Energy, force and virial components of the linear coefficients.
+    """Energy, force and virial components of the linear coefficients (all configurations).
 
     Returns
     -------
@@ -118,28 +159,14 @@ def linear_components(mtp, data, num_threads=1):
     e_cols = np.zeros((k, n))
     f_cols = np.zeros((natoms, 3, n))
     v_cols = np.zeros((k, 3, 3, n))
-    if k == 0:
-        return e_cols, f_cols, v_cols, None
-    for t in range(c):
-        e_cols[:, t] = np.add.reduceat((data.types == t).astype(np.float64),
-                                       data.atom_start[:-1])
-    radial = mtp._coeffs()[0]
-    zero_s = np.zeros(c)
-    buffers = (np.empty(natoms), np.empty((data.n_pairs, 3)))
-    base = None
-    if p.radial_basis_type == "RBChebyshev_repuls":
-        base = efs_merged(mtp, data, radial, zero_s, np.zeros(s), num_threads, buffers)
-    onehot = np.zeros(s)
-    for a in range(s):
-        onehot[:] = 0.0
-        onehot[a] = 1.0
-        e, f, v = efs_merged(mtp, data, radial, zero_s, onehot, num_threads, buffers)
-        if base is not None:
-            e, f, v = e - base[0], f - base[1], v - base[2]
-        e_cols[:, c + a] = e
-        f_cols[:, :, c + a] = f
-        v_cols[:, :, :, c + a] = v
-    return e_cols, f_cols, v_cols, base
+    for q in range(k):
+        counts, e, f, v = config_components(mtp, data, q, num_threads)
+        a0, a1 = data.atom_start[q], data.atom_start[q + 1]
+        e_cols[q, :c] = counts
+        e_cols[q, c:] = e
+        f_cols[a0:a1, :, c:] = f.transpose(1, 2, 0)
+        v_cols[q, :, :, c:] = v.transpose(1, 2, 0)
+    return e_cols, f_cols, v_cols, repulsive_base(mtp, data, num_threads)
 
 
 def _row_weights(data, weights):
@@ -155,6 +182,42 @@ def _row_weights(data, weights):
     return we, wf, ws
 
 
+def _targets(data, base):
+    if base is None:
+        return data.energy_ref, data.forces_ref, data.stress_ref
+    return data.energy_ref - base[0], data.forces_ref - base[1], data.stress_ref - base[2]
+
+
+def _config_rows(data, weights, q, e_row, f_rows, v_rows, row_w, targets):
+    """Rows of configuration q in MLIP-2's order: energy, forces (atom, xyz), virial (ab).
+
+    ``e_row`` (n,), ``f_rows`` (3N, n), ``v_rows`` (9, n) are the component rows;
+    returns lists of blocks ``(J, w, y, damp)`` (damp: MLIP-2 multiplies the product by
+    d / d with d = 0.1 for energy and force rows).
+    """
+    d = data
+    we, wf, ws = row_w
+    e_ref, f_ref, s_ref = targets
+    out = []
+    if d.has_energy[q]:
+        out.append((e_row[None, :], np.array([we[q]]), np.array([e_ref[q]]),
+                    np.ones(1, dtype=bool)))
+    if weights.force > 0 and d.has_forces[q]:
+        a0, a1 = d.atom_start[q], d.atom_start[q + 1]
+        m = 3 * (a1 - a0)
+        out.append((f_rows, np.full(m, wf[q]), f_ref[a0:a1].reshape(-1),
+                    np.ones(m, dtype=bool)))
+    if weights.stress > 0 and d.has_stress[q]:
+        out.append((v_rows, np.full(9, ws[q]), s_ref[q].reshape(-1), np.zeros(9, dtype=bool)))
+    return out
+
+
+def _stack(blocks, n):
+    if not blocks:
+        return np.zeros((0, n)), np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
+    return tuple(np.concatenate([b[i] for b in blocks]) for i in range(4))
+
+
 def _rows(data, weights, comps):
     """All rows of the weighted problem in MLIP-2's order.
 
@@ -164,40 +227,41 @@ def _rows(data, weights, comps):
     """
     e_cols, f_cols, v_cols, base = comps
     d = data
-    we, wf, ws = _row_weights(d, weights)
-    e_ref = d.energy_ref if base is None else d.energy_ref - base[0]
-    f_ref = d.forces_ref if base is None else d.forces_ref - base[1]
-    s_ref = d.stress_ref if base is None else d.stress_ref - base[2]
-    use_f = weights.force > 0
-    use_s = weights.stress > 0
-    blocks_j, blocks_w, blocks_y, blocks_d = [], [], [], []
     n = e_cols.shape[1]
+    row_w = _row_weights(d, weights)
+    targets = _targets(d, base)
+    blocks = []
     for q in range(d.n_cfg):
-        if d.has_energy[q]:
-            blocks_j.append(e_cols[q:q + 1])
-            blocks_w.append(np.array([we[q]]))
-            blocks_y.append(np.array([e_ref[q]]))
-            blocks_d.append(np.ones(1, dtype=bool))
-        if use_f and d.has_forces[q]:
-            a0, a1 = d.atom_start[q], d.atom_start[q + 1]
-            blocks_j.append(f_cols[a0:a1].reshape(-1, n))
-            m = 3 * (a1 - a0)
-            blocks_w.append(np.full(m, wf[q]))
-            blocks_y.append(f_ref[a0:a1].reshape(-1))
-            blocks_d.append(np.ones(m, dtype=bool))
-        if use_s and d.has_stress[q]:
-            blocks_j.append(v_cols[q].reshape(9, n))
-            blocks_w.append(np.full(9, ws[q]))
-            blocks_y.append(s_ref[q].reshape(-1))
-            blocks_d.append(np.zeros(9, dtype=bool))
-    if not blocks_j:
-        return np.zeros((0, n)), np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
-    return (np.concatenate(blocks_j), np.concatenate(blocks_w), np.concatenate(blocks_y),
-            np.concatenate(blocks_d))
+        a0, a1 = d.atom_start[q], d.atom_start[q + 1]
+        blocks += _config_rows(d, weights, q, e_cols[q], f_cols[a0:a1].reshape(-1, n),
+                               v_cols[q].reshape(9, n), row_w, targets)
+    return _stack(blocks, n)
+
+
+def _exact_fold(acc, rows, n, chunk_elems=4_000_000):
+    """Add rows to ``acc = [upper triangle of A (row-major) | b]`` strictly row by row.
+
+    Every element gets ``((w * J_i) * J_j) * d / d`` (d = 0.1 on damped rows) and
+    ``((w * J_i) * y) * d / d`` added in row order, as MLIP-2 does.
+    """
+    j, w, y, damp = rows
+    iu = np.triu_indices(n)
+    ntri = len(iu[0])
+    a_acc, b_acc = acc[:ntri], acc[ntri:]
+    step = max(1, chunk_elems // max(1, ntri))
+    for r0 in range(0, len(w), step):
+        jj, ww, yy, dd = j[r0:r0 + step], w[r0:r0 + step], y[r0:r0 + step], damp[r0:r0 + step]
+        prod = (ww[:, None] * jj[:, iu[0]]) * jj[:, iu[1]]
+        rhs = (ww[:, None] * jj) * yy[:, None]
+        prod[dd] = (prod[dd] * 0.1) / 0.1
+        rhs[dd] = (rhs[dd] * 0.1) / 0.1
+        a_acc = np.cumsum(np.vstack([a_acc[None, :], prod]), axis=0)[-1]
+        b_acc = np.cumsum(np.vstack([b_acc[None, :], rhs]), axis=0)[-1]
+    return np.concatenate([a_acc, b_acc])
 
 
 def normal_equations(data, weights, comps, exact_order=None, chunk_elems=4_000_000):
-    """Upper triangle of ``A = J^T W J`` and ``b = J^T W y`` (local sums).
+    """Upper triangle of ``A = J^T W J`` and ``b = J^T W y`` from full component arrays.
 
     With ``exact_order`` (default: when there are at most 64 linear coefficients) every
     element is accumulated strictly sequentially over the rows in MLIP-2's order with
@@ -207,25 +271,88 @@ def normal_equations(data, weights, comps, exact_order=None, chunk_elems=4_000_0
     j, w, y, damp = _rows(data, weights, comps)
     n = j.shape[1]
     if exact_order is None:
-        exact_order = n <= 64
+        exact_order = n <= EXACT_MAX
     if not exact_order or len(w) == 0:
         jw = j * w[:, None]
         return jw.T @ j, jw.T @ y
     iu = np.triu_indices(n)
-    a_acc = np.zeros(len(iu[0]))
-    b_acc = np.zeros(n)
-    step = max(1, chunk_elems // max(1, len(iu[0])))
-    for r0 in range(0, len(w), step):
-        jj, ww, yy, dd = j[r0:r0 + step], w[r0:r0 + step], y[r0:r0 + step], damp[r0:r0 + step]
-        prod = (ww[:, None] * jj[:, iu[0]]) * jj[:, iu[1]]
-        rhs = (ww[:, None] * jj) * yy[:, None]
-        prod[dd] = (prod[dd] * 0.1) / 0.1
-        rhs[dd] = (rhs[dd] * 0.1) / 0.1
-        a_acc = np.cumsum(np.vstack([a_acc[None, :], prod]), axis=0)[-1]
-        b_acc = np.cumsum(np.vstack([b_acc[None, :], rhs]), axis=0)[-1]
+    acc = _exact_fold(np.zeros(len(iu[0]) + n), (j, w, y, damp), n, chunk_elems)
     a = np.zeros((n, n))
-    a[iu] = a_acc
-    return a, b_acc
+    a[iu] = acc[:len(iu[0])]
+    return a, acc[len(iu[0]):]
+
+
+def normal_equations_blocked(mtp, data, weights, comm=None, num_threads=1, exact_order=None):
+    """Global normal equations ``(A, b)`` of the linear sub-problem (every rank gets them).
+
+    Configurations are processed one at a time (:func:`config_components`, per-configuration
+    arrays only) and folded block by block in global order over the ranks
+    (:meth:`block_fold`); with ``exact_order`` (default: n <= 64) row by row with MLIP-2's
+    arithmetic (:func:`_exact_fold`), otherwise with one BLAS product per configuration
+    added to the block's partial sums.  ``A`` is returned symmetric (BLAS path) or as its
+    upper triangle (exact path); :func:`solve_mlip` reads the upper triangle.
+    """
+    from .parallel import SerialComm
+
+    comm = comm or SerialComm()
+    p = mtp.params
+    c = p.species_count
+    n = c + p.alpha_scalar_moments
+    if exact_order is None:
+        exact_order = n <= EXACT_MAX
+    _, n_blocks = data.block_layout(comm)
+    row_w = _row_weights(data, weights)
+    targets = _targets(data, repulsive_base(mtp, data, num_threads))
+
+    def config_rows(q):
+        counts, e, f, v = config_components(mtp, data, q, num_threads)
+        s = len(e)
+        f_rows = np.zeros((f.shape[1] * 3, n))
+        f_rows[:, c:] = f.reshape(s, -1).T
+        v_rows = np.zeros((9, n))
+        v_rows[:, c:] = v.reshape(s, 9).T
+        return _config_rows(data, weights, q, np.concatenate([counts, e]), f_rows, v_rows,
+                            row_w, targets)
+
+    if exact_order:
+        ntri = n * (n + 1) // 2
+
+        def produce(b):
+            q0, q1 = data.block_range(comm, b)
+            blocks = []
+            for q in range(q0, q1):
+                blocks += config_rows(q)
+            return _stack(blocks, n)
+
+        acc = comm.block_fold(n_blocks, produce, lambda acc, rows: _exact_fold(acc, rows, n),
+                              np.zeros(ntri + n))
+        a = np.zeros((n, n))
+        a[np.triu_indices(n)] = acc[:ntri]
+        return a, acc[ntri:]
+
+    def produce(b):
+        part = np.zeros(n * n + n)
+        pa = part[:n * n].reshape(n, n)
+        pb = part[n * n:]
+        q0, q1 = data.block_range(comm, b)
+        for q in range(q0, q1):
+            j, w, y, _ = _stack(config_rows(q), n)
+            if len(w) == 0:
+                continue
+            if np.all(w >= 0):
+                jw = j * np.sqrt(w)[:, None]
+                pa += jw.T @ jw
+            else:
+                pa += (j * w[:, None]).T @ j
+            pb += j.T @ (w * y)
+        return part
+
+    def fold(acc, part):
+        acc += part
+        return acc
+
+    acc = comm.block_fold(n_blocks, produce, fold, np.zeros(n * n + n))
+    return acc[:n * n].reshape(n, n).copy(), acc[n * n:].copy()
 
 
 def solve_mlip(a, b):
@@ -267,11 +394,7 @@ def train_linear(mtp, data, weights, comm=None, num_threads=1, exact_order=None)
     p = mtp.params
     orthogonalize(p.radial_coeffs)
     mtp.update_coeffs()
-    comps = linear_components(mtp, data, num_threads)
-    a, b = normal_equations(data, weights, comps, exact_order)
-    if comm is not None and comm.is_mpi:
-        a = comm.allreduce_sum(a)
-        b = comm.allreduce_sum(b)
+    a, b = normal_equations_blocked(mtp, data, weights, comm, num_threads, exact_order)
     xi = solve_mlip(a, b)
     c = p.species_count
     p.species_coeffs = xi[:c].copy()

@@ -30,10 +30,15 @@ Evaluation strategy (per loss+gradient call):
    (OpenMP over all atoms), then per-configuration force/virial accumulation;
 2. residuals and adjoints dL/dE, dL/dF, dL/dS vectorised over the whole set;
 3. one ``loss_grad`` kernel call per configuration (the adjoints dL/dE and dL/dS differ
-   per configuration), spread over ``num_threads`` Python worker threads (the kernel
-   releases the GIL) with a fixed static partition, so the result is reproducible for a
-   given thread count;
-4. the penalty and its gradient in plain floating-point loops (tiny).
+   per configuration; serial inside, so each configuration's gradient is a fixed
+   function of its data), spread over ``num_threads`` Python worker threads (the kernel
+   releases the GIL), each configuration writing its own row;
+4. the loss terms and gradient rows are summed per block of configurations
+   (:data:`~mlip_py.training.parallel.BLOCK_SIZE`, in configuration order), and the
+   blocks in block order over all MPI ranks (:meth:`ordered_sum`), so the result does not
+   depend on the number of threads or ranks;
+5. the penalty and its gradient (plain floating-point loops, tiny) are added once,
+   multiplied by the global number of non-empty configurations.
 
 Neighbour lists are built once (:class:`TrainingData`): they depend only on the
 positions and the cutoff ``max_dist``, never on the parameters.
@@ -100,6 +105,8 @@ class TrainingData:
         from ..potential.neighbors import build_neighbors
 
         self.n_total = len(cfgs)
+        self.position = np.array([q for q, c in enumerate(cfgs) if len(c) > 0], dtype=np.int64)
+        self._layout = None
         self.cfgs = [c for c in cfgs if len(c) > 0]
         self.cutoff = float(cutoff)
         k = len(self.cfgs)
@@ -147,6 +154,36 @@ class TrainingData:
         # configuration of each atom
         self.atom_cfg = np.repeat(np.arange(k), self.natoms)
 
+    def block_layout(self, comm):
+        """Reduction blocks of the non-empty configurations (collective, cached).
+
+        Returns
+        -------
+        blocks : (K,) int array
+            Global block number of each non-empty configuration (non-decreasing).
+        n_blocks : int
+            Number of blocks over all ranks (empty configurations count).
+        """
+        from .parallel import block_layout
+
+        key = (comm.size, comm.rank)
+        if self._layout is None or self._layout[0] != key:
+            blocks, n_blocks = block_layout(self.n_total, comm)
+            index = comm.global_indices(self.n_total)[self.position]
+            self._layout = (key, blocks[self.position], n_blocks, index)
+        return self._layout[1], self._layout[2]
+
+    def global_index(self, comm):
+        """Global configuration numbers (file order) of the non-empty configurations."""
+        self.block_layout(comm)
+        return self._layout[3]
+
+    def block_range(self, comm, b):
+        """``(q0, q1)``: the non-empty configurations of block ``b`` are q0 .. q1-1."""
+        blocks, _ = self.block_layout(comm)
+        return (int(np.searchsorted(blocks, b, "left")),
+                int(np.searchsorted(blocks, b, "right")))
+
     def check_types(self, species_count):
         """Raise MlipError if an atom type is not covered by the potential."""
         from ..errors import MlipError
@@ -164,13 +201,15 @@ class TrainingData:
             return float("inf")
         return float(np.sqrt(np.min(np.einsum("pa,pa->p", self.vectors, self.vectors))))
 
-    def partition(self, parts):
-        """Split configuration numbers into ``parts`` contiguous groups of similar pair counts."""
-        if parts <= 1 or self.n_cfg <= 1:
-            return [np.arange(self.n_cfg)]
-        work = self.pair_start[1:] + self.atom_start[1:]
+    def partition(self, parts, q0=0, q1=None):
+        """Split configurations q0 .. q1-1 into ``parts`` contiguous groups of similar work."""
+        q1 = self.n_cfg if q1 is None else q1
+        if parts <= 1 or q1 - q0 <= 1:
+            return [np.arange(q0, q1)]
+        work = (self.pair_start[q0 + 1:q1 + 1] + self.atom_start[q0 + 1:q1 + 1]
+                - self.pair_start[q0] - self.atom_start[q0])
         bounds = np.searchsorted(work, np.linspace(0, work[-1], parts + 1)[1:-1])
-        groups = np.split(np.arange(self.n_cfg), bounds)
+        groups = np.split(np.arange(q0, q1), bounds)
         return [g for g in groups if len(g)]
 
 
@@ -264,11 +303,12 @@ class Loss:
         self.comm = comm or SerialComm()
         self.num_threads = max(1, int(num_threads or 1))
         self.n_global = int(self.comm.allreduce_sum(int(data.n_total)))
+        self.n_cfg_global = int(self.comm.allreduce_sum(int(data.n_cfg)))
+        self.blocks, self.n_blocks = data.block_layout(self.comm)
         self.n_evals = 0
         self._set_weights()
         self._buffers = (np.empty(data.n_atoms), np.empty((data.n_pairs, 3)))
-        self._groups = data.partition(self.num_threads)
-        self._pool = ThreadPoolExecutor(len(self._groups)) if len(self._groups) > 1 else None
+        self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
 
     def close(self):
         if self._pool is not None:
@@ -311,46 +351,80 @@ class Loss:
         dl_ds = np.ascontiguousarray((2.0 * self.cs)[:, None, None] * ds)
         return terms, dl_de, dl_df, dl_ds
 
-    def local_sums(self, mtp, gradient=True):
-        """(sum of L_cfg over local configurations, its gradient or None), penalty included."""
+    def block_sums(self, mtp, gradient=True, max_rows=1 << 22):
+        """This rank's block partials: ``(block numbers, (n_blocks_local, 1 [+ n]))``.
+
+        Row b holds the sum over block b's configurations (in order) of L_cfg without
+        the penalty, followed by its gradient when ``gradient``.  Gradient rows of single
+        configurations are computed in waves of whole blocks of at most ``max_rows``
+        doubles.
+        """
         d = self.data
         energy, forces, virial = efs_merged(mtp, d, num_threads=self.num_threads,
                                             buffers=self._buffers)
         terms, dl_de, dl_df, dl_ds = self.residual_terms(energy, forces, virial)
-        radial = mtp.params.radial_coeffs
-        pen, pgrad = radial_penalty(radial, gradient)
-        loss = float(terms.sum()) + d.n_cfg * PENALTY_WEIGHT * pen
-        if not gradient:
-            return loss, None
         npar = mtp.n_params
+        ids = list(self.comm.owned_blocks(self.n_blocks))
+        width = 1 + (npar if gradient else 0)
+        parts = np.zeros((len(ids), width))
+        ranges = [d.block_range(self.comm, b) for b in ids]
+        for r, (q0, q1) in enumerate(ranges):
+            acc = 0.0
+            for t in terms[q0:q1].tolist():
+                acc += t
+            parts[r, 0] = acc
+        if not gradient:
+            return ids, parts
         coeffs = mtp._coeffs()
+        lg = mtp.kernel.loss_grad
 
-        def work(group):
-            out = np.zeros((1, npar))
-            lg = mtp.kernel.loss_grad
+        def work(group, rows, base):
             for q in group:
                 types, offsets, index, vectors = d.local[q]
                 a0, a1 = d.atom_start[q], d.atom_start[q + 1]
                 lg(*coeffs, types, offsets, index, vectors, float(dl_de[q]),
-                   dl_df[a0:a1], dl_ds[q], out, 1)
-            return out[0]
+                   dl_df[a0:a1], dl_ds[q], rows[q - base:q - base + 1], 1)
 
-        if self._pool is None:
-            parts = [work(g) for g in self._groups]
-        else:
-            parts = list(self._pool.map(work, self._groups))
-        grad = np.zeros(npar)
-        for p in parts:
-            grad += p
-        grad[:pgrad.size] += (d.n_cfg * PENALTY_WEIGHT) * pgrad.reshape(-1)
+        per_wave = max(1, max_rows // max(npar, 1))
+        r0 = 0
+        while r0 < len(ids):
+            r1 = r0 + 1
+            while r1 < len(ids) and ranges[r1][1] - ranges[r0][0] <= per_wave:
+                r1 += 1
+            q0, q1 = ranges[r0][0], ranges[r1 - 1][1]
+            rows = np.zeros((q1 - q0, npar))
+            groups = d.partition(self.num_threads, q0, q1)
+            if self._pool is None or len(groups) == 1:
+                for g in groups:
+                    work(g, rows, q0)
+            else:
+                list(self._pool.map(lambda g: work(g, rows, q0), groups))
+            for r in range(r0, r1):
+                g = parts[r, 1:]
+                for q in range(*ranges[r]):
+                    g += rows[q - q0]
+            r0 = r1
+        return ids, parts
+
+    def global_sums(self, mtp, gradient=True):
+        """(sum of L_cfg over all configurations, its gradient or None), penalty included.
+
+        Identical on every rank and independent of the rank and thread counts.
+        """
+        ids, parts = self.block_sums(mtp, gradient)
+        total = self.comm.ordered_sum(ids, parts, parts.shape[1])
+        radial = mtp.params.radial_coeffs
+        pen, pgrad = radial_penalty(radial, gradient)
+        loss = float(total[0]) + self.n_cfg_global * PENALTY_WEIGHT * pen
+        if not gradient:
+            return loss, None
+        grad = total[1:].copy()
+        grad[:pgrad.size] += (self.n_cfg_global * PENALTY_WEIGHT) * pgrad.reshape(-1)
         return loss, grad
 
     def __call__(self, mtp, gradient=True):
         """Global mean loss and gradient (all ranks get the same numbers)."""
         self.n_evals += 1
-        loss, grad = self.local_sums(mtp, gradient)
-        loss = self.comm.allreduce_sum(loss)
-        if gradient:
-            grad = self.comm.allreduce_sum(grad)
+        loss, grad = self.global_sums(mtp, gradient)
         k = max(self.n_global, 1)
         return loss / k, (grad / k if gradient else None)

@@ -87,6 +87,23 @@ class _Acc:
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float64(a) / np.float64(b))
 
+    def state(self):
+        """The accumulator as a list of len(__slots__) floats."""
+        return [float(getattr(self, f)) for f in self.__slots__]
+
+    def merge(self, state):
+        """Add another accumulator's :meth:`state` (sums added, maxima combined)."""
+        n, max_d, sum_d, sum_d2, max_ref, sum_ref2, sum_abs, sum_sq, n_comp = state
+        self.n += int(n)
+        self.max_d = max(self.max_d, max_d)
+        self.sum_d += sum_d
+        self.sum_d2 += sum_d2
+        self.max_ref = max(self.max_ref, max_ref)
+        self.sum_ref2 += sum_ref2
+        self.sum_abs_comp += sum_abs
+        self.sum_sq_comp += sum_sq
+        self.n_comp += int(n_comp)
+
 
 class ErrorMonitor:
     """Accumulate differences configuration by configuration; print MLIP-2's report."""
@@ -146,19 +163,23 @@ class ErrorMonitor:
                 self.stress_gpa.add(float(np.linalg.norm(diff * k)), float(np.linalg.norm(sr * k)),
                                     diff * k)
 
-    def allreduce(self, comm):
-        """Combine the accumulators of all MPI ranks (in place; every rank gets the total)."""
-        for acc in (self.energy, self.energy_pa, self.forces, self.stress, self.stress_gpa):
-            acc.n = int(comm.allreduce_sum(int(acc.n)))
-            acc.n_comp = int(comm.allreduce_sum(int(acc.n_comp)))
-            acc.max_d = float(comm.allreduce_max(float(acc.max_d)))
-            acc.max_ref = float(comm.allreduce_max(float(acc.max_ref)))
-            sums = comm.allreduce_sum(np.array([acc.sum_d, acc.sum_d2, acc.sum_ref2,
-                                                acc.sum_abs_comp, acc.sum_sq_comp]))
-            acc.sum_d, acc.sum_d2, acc.sum_ref2, acc.sum_abs_comp, acc.sum_sq_comp = \
-                (float(v) for v in sums)
+    def _accs(self):
+        return (self.energy, self.energy_pa, self.forces, self.stress, self.stress_gpa)
 
-    # ------------------------------------------------------------------ text
+    def state(self):
+        """All accumulators as one (45,) float array (see :meth:`merge_state`)."""
+        return np.array([v for acc in self._accs() for v in acc.state()])
+
+    def merge_state(self, state):
+        """Add the :meth:`state` of another monitor.
+
+        Merging the states of single-configuration monitors in configuration order gives
+        exactly the sums of adding the configurations to one monitor in that order.
+        """
+        state = np.asarray(state, dtype=np.float64).reshape(len(self._accs()), -1)
+        for acc, st in zip(self._accs(), state):
+            acc.merge(st.tolist())
+
     def report(self):
         """The report text exactly as MLIP-2 prints it (ends with a blank line)."""
         out = ["_________________Errors report_________________"]

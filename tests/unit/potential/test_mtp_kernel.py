@@ -383,3 +383,102 @@ def test_kernel_rejects_inconsistent_neighbour_lists(rng):
         mtp.calc_efs_arrays(types, np.array([0, 1, 3]), np.array([1, 0]), vec)
     e, f, s, _ = mtp.calc_efs_arrays(types, np.array([0, 1, 2]), np.array([1, 0]), vec)
     assert np.allclose(f[0], -f[1]) and abs(f[0, 0]) > 0
+
+
+# ----------------------------------------------------------- basis-function E, F, S
+def onehot_oracle(p, cfg, kernel=False):
+    """E, F, PlusStress of each basis function with one-hot xi: from the NumPy oracle, or
+    with ``kernel`` from the reverse-mode EFS kernel (faster, for large templates)."""
+    def efs(params):
+        if kernel:
+            e, f, s, _ = MTP(params).calc_efs(cfg)
+            return {"energy": e, "forces": f, "plus_stress": s}
+        return oracle(params, cfg)
+
+    q = p.copy()
+    q.species_coeffs = np.zeros(q.species_count)
+    zero = q.copy()
+    zero.moment_coeffs = np.zeros(q.alpha_scalar_moments)
+    base = efs(zero)                    # the repulsive pair term (zero otherwise)
+    out = []
+    for a in range(q.alpha_scalar_moments):
+        q.moment_coeffs = np.eye(q.alpha_scalar_moments)[a]
+        o = efs(q)
+        out.append((o["energy"] - base["energy"], o["forces"] - base["forces"],
+                    o["plus_stress"] - base["plus_stress"]))
+    return [np.array(x) for x in zip(*out)]
+
+
+@pytest.mark.parametrize("species,rbtype,periodic", [
+    (1, "RBChebyshev", (True, True, True)), (2, "RBChebyshev", (True, False, True)),
+    (3, "RBChebyshev", (False, False, False)), (2, "RBChebyshev_repuls", (True, True, True))])
+def test_basis_efs_matches_oracle(rng, species, rbtype, periodic):
+    """One forward-mode pass equals S one-hot evaluations of the reference implementation."""
+    p = level10(rng, species, rbtype=rbtype, min_dist=2.0)
+    cfg = random_cfg(rng, 5, species, periodic, min_sep=1.7)
+    mtp = MTP(p)
+    e, f, s = mtp.basis_efs(cfg)
+    oe, of, os_ = onehot_oracle(p, cfg)
+    assert e.shape == (16,) and f.shape == (16, 5, 3) and s.shape == (16, 6)
+    np.testing.assert_allclose(e, oe, rtol=1e-11, atol=1e-12 * np.abs(oe).max())
+    np.testing.assert_allclose(f, of, rtol=0, atol=1e-10 * np.abs(of).max())
+    np.testing.assert_allclose(s, os_, rtol=0, atol=1e-10 * np.abs(os_).max())
+    # linear in the moment coefficients: the columns reproduce the potential
+    e0, f0, s0, _ = mtp.calc_efs(cfg)
+    _, fb, sb, _ = MTP(_no_moments(p)).calc_efs(cfg)
+    eb = MTP(_no_moments(p)).calc_efs(cfg)[0]
+    xi = p.moment_coeffs
+    assert e @ xi + eb == pytest.approx(e0, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(np.tensordot(xi, f, 1) + fb, f0, rtol=0,
+                               atol=1e-11 * np.abs(f0).max())
+    np.testing.assert_allclose(xi @ s + sb, s0, rtol=0, atol=1e-11 * np.abs(s0).max())
+
+
+def _no_moments(p):
+    q = p.copy()
+    q.moment_coeffs = np.zeros(q.alpha_scalar_moments)
+    return q
+
+
+def test_basis_efs_templates_and_self_images(rng):
+    """Higher-level templates, and a cell so small that an atom sees its own images."""
+    for level in (8, 16):
+        p = template(level, rng, 1)
+        cfg = random_cfg(rng, 3, 1)
+        e, f, s = MTP(p).basis_efs(cfg)
+        oe, of, os_ = onehot_oracle(p, cfg, kernel=level > 8)
+        np.testing.assert_allclose(e, oe, rtol=1e-11, atol=1e-12 * np.abs(oe).max())
+        np.testing.assert_allclose(f, of, rtol=0, atol=1e-10 * np.abs(of).max())
+        np.testing.assert_allclose(s, os_, rtol=0, atol=1e-10 * np.abs(os_).max())
+    p = level10(rng)
+    cfg = Configuration(lattice=np.diag([2.7, 2.9, 3.1]), positions=[[0.1, 0.2, 0.3]],
+                        types=[0])
+    e, f, s = MTP(p).basis_efs(cfg)
+    oe, of, os_ = onehot_oracle(p, cfg)
+    np.testing.assert_allclose(f, 0.0, atol=1e-12)      # one atom: forces cancel
+    np.testing.assert_allclose(e, oe, rtol=1e-11, atol=1e-12 * np.abs(oe).max())
+    np.testing.assert_allclose(s, os_, rtol=0, atol=1e-10 * np.abs(os_).max())
+
+
+def test_basis_efs_independent_of_threads_and_chunks(rng):
+    """The fixed summation order makes threads and the pair-buffer chunking invisible."""
+    p = level10(rng, 2)
+    a = 3.16
+    grid = np.array([[i, j, k] for i in range(3) for j in range(3) for k in range(3)], float)
+    pos = np.vstack([grid, grid + 0.5]) * a + rng.normal(scale=0.05, size=(54, 3))
+    cfg = Configuration(lattice=np.eye(3) * 3 * a, positions=pos, types=rng.integers(0, 2, 54))
+    mtp = MTP(p)
+    types, offsets, index, vectors = mtp._arrays(cfg, None)
+    s = p.alpha_scalar_moments
+    results = []
+    for threads, budget in ((1, 0), (2, 0), (2, 3 * s * 40), (1, 1)):
+        out = (np.full(s, np.nan), np.full((s, 54, 3), np.nan), np.full((s, 3, 3), np.nan))
+        mtp.kernel.basis_efs(mtp._radial, types, offsets, index, vectors, *out, threads,
+                             budget)
+        results.append(out)
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="wrong shape"):
+        mtp.kernel.basis_efs(mtp._radial, types, offsets, index, vectors, np.empty(s),
+                             np.empty((s, 53, 3)), np.empty((s, 3, 3)))

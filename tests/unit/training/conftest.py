@@ -4,6 +4,11 @@ The structure (K = 2 radial functions, S = 5 basis functions) is written out her
 the tests need no template file: basic moments M0 = <f0>, M1 = <f1>, M2..M4 = <f0 u>;
 M5 = M2^2 + M3^2 + M4^2, M6 = M0^2, M7 = M0 M5; basis B = (M0, M1, M5, M6, M7).
 """
+import os
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -89,3 +94,34 @@ def randomized():
 @pytest.fixture
 def emt_maker():
     return emt_configurations
+
+
+def find_mpiexec():
+    """``(path, None)`` of the MPI launcher that goes with mpi4py, or ``(None, reason)``.
+
+    The pip ``mpich`` wheel installs ``mpiexec`` next to the Python executable; otherwise
+    the first ``mpiexec``/``mpirun`` on PATH is used.
+    """
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None, "mpi4py is not installed (pip install mpich mpi4py)"
+    for name in ("mpiexec", "mpirun"):
+        cand = Path(sys.executable).parent / name
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand), None
+    found = shutil.which("mpiexec") or shutil.which("mpirun")
+    if found:
+        return found, None
+    return None, "no mpiexec/mpirun next to the Python executable or on PATH"
+
+
+@pytest.fixture
+def mpiexec():
+    """Path of mpiexec; skips without MPI, but fails under CI=true (MPI is installed there)."""
+    exe, why = find_mpiexec()
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"MPI is required under CI: {why}")
+        pytest.skip(why)
+    return exe

@@ -4,10 +4,37 @@ import warnings
 import numpy as np
 import pytest
 
+from mlip_py.io import read_configurations
+from mlip_py.io.mtp import read_mtp
 from mlip_py.potential.mtp import MTP
 from mlip_py.training import linear as lin
 from mlip_py.training.bfgs import BFGS
 from mlip_py.training.loss import LossWeights, TrainingData, efs_merged
+
+
+def onehot_components(mtp, data):
+    """The linear components by one EFS pass per moment coefficient (one-hot xi).
+
+    The straightforward (S times slower) way; an independent oracle for the forward-mode
+    kernel behind :func:`lin.linear_components`.
+    """
+    p = mtp.params
+    c, s = p.species_count, p.alpha_scalar_moments
+    e_cols = np.zeros((data.n_cfg, c + s))
+    f_cols = np.zeros((data.n_atoms, 3, c + s))
+    v_cols = np.zeros((data.n_cfg, 3, 3, c + s))
+    for t in range(c):
+        e_cols[:, t] = np.add.reduceat((data.types == t).astype(np.float64),
+                                       data.atom_start[:-1])
+    radial = mtp._coeffs()[0]
+    base = efs_merged(mtp, data, radial, np.zeros(c), np.zeros(s))
+    for a in range(s):
+        e, f, v = efs_merged(mtp, data, radial, np.zeros(c), np.eye(s)[a])
+        e_cols[:, c + a] = e - base[0]
+        f_cols[:, :, c + a] = f - base[1]
+        v_cols[:, :, :, c + a] = v - base[2]
+    has_repulsion = p.radial_basis_type == "RBChebyshev_repuls"
+    return e_cols, f_cols, v_cols, base if has_repulsion else None
 
 
 def test_fmt15_like_cpp():
@@ -51,6 +78,59 @@ def test_components_reproduce_efs(emt_cfgs, rng, small_params, randomized):
     assert np.allclose(e_cols @ xi, e, rtol=1e-12, atol=1e-12)
     assert np.allclose(f_cols @ xi, f, rtol=1e-10, atol=1e-12)
     assert np.allclose(v_cols @ xi, v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("species", [1, 2])
+def test_components_equal_onehot_passes(emt_cfgs, rng, small_params, randomized, species):
+    p = randomized(small_params(species), rng)
+    if species == 1:
+        for cfg in emt_cfgs:
+            cfg.types = np.zeros(len(cfg), dtype=int)
+    data = TrainingData(emt_cfgs, p.max_dist)
+    if species == 2:
+        p.radial_basis_type = "RBChebyshev_repuls"
+        p.min_dist = data.min_dist() + 0.1    # pairs below min_dist: clamp + repulsive term
+    mtp = MTP(p)
+    got = lin.linear_components(mtp, data, num_threads=2)
+    want = onehot_components(mtp, data)
+    assert (got[3] is None) == (species == 1)
+    for x, y in zip(got, want):
+        if y is None:
+            continue
+        if isinstance(y, tuple):
+            for xx, yy in zip(x, y):
+                np.testing.assert_array_equal(xx, yy)
+            continue
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-12 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("pot,db,n_cfg,weighting", [
+    ("Mo_l08.mtp", "train_Mo.cfg", 60, "vibrations"),
+    ("NaCl_l08.mtp", "train_NaCl.cfg", 300, "structures"),
+    ("untrained_08_NaCl.mtp", "train_NaCl.cfg", 300, "vibrations"),
+    ("Mo_l10.mtp", "train_Mo.cfg", 40, "molecules")])
+def test_blocked_normal_equations_equal_onehot_path(golden, pot, db, n_cfg, weighting):
+    """TrainLinear's system (one kernel pass per configuration, blocks) equals the system
+    built from S one-hot EFS passes, for both accumulation orders.
+
+    The loader-default NaCl system has a condition number ~1e22, so the matrices are
+    compared, not the solutions.
+    """
+    p = read_mtp(golden(pot))
+    mtp = MTP(p)
+    data = TrainingData(read_configurations(golden(db))[:n_cfg], p.max_dist)
+    w = LossWeights(weighting=weighting)
+    comps = onehot_components(mtp, data)
+    iu = np.triu_indices(p.species_count + p.alpha_scalar_moments)
+    for exact in (True, False):
+        a0, b0 = lin.normal_equations(data, w, comps, exact_order=exact)
+        a1, b1 = lin.normal_equations_blocked(mtp, data, w, num_threads=2, exact_order=exact)
+        np.testing.assert_allclose(a1[iu], a0[iu], rtol=0, atol=1e-13 * np.abs(a0).max())
+        big = np.abs(a0[iu]) > 1e-6 * np.abs(a0).max()
+        np.testing.assert_allclose(a1[iu][big], a0[iu][big], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(b1, b0, rtol=0, atol=1e-13 * np.abs(b0).max())
+        if not exact:
+            np.testing.assert_array_equal(a1, a1.T)
 
 
 def test_normal_equations_order_independent(emt_cfgs, rng, small_params, randomized):
