@@ -2,6 +2,7 @@
 
     python benchmarks/bench_select.py [--shared DIR] [--repeat 5] [--threads 1]
                                       [--big 100000] [--skip-big] [--levels 8,10,16,20]
+                                      [--pyc]
 
 Inputs, as in the original's timing runs (mlip-perf.md §3): training set
 ``golden/train_Mo.cfg`` (194 cfgs, 10,087 atoms) and candidates
@@ -20,6 +21,15 @@ of the single-threaded cost (wall = CPU on an idle machine with one thread).  Th
 are graded and selected from once at level 8 (and calc-grade at level 10 with
 neighbourhood rows is skipped there): the peak memory must not grow with the number of
 candidates.
+
+First the start-up floor is printed: ``python -c pass``, ``python -c "import numpy"``
+and ``mlp calc-grade`` of one configuration against one (level 8): everything but the
+per-configuration work (interpreter, imports, potential, file handling).
+
+``--pyc``: the children run with a bytecode cache (``PYTHONPYCACHEPREFIX`` in a
+temporary directory, filled by the warm-up runs), as an installed package has; by
+default the environment is used as it is, and with ``PYTHONDONTWRITEBYTECODE`` set and
+no ``__pycache__`` beside the sources every run compiles mlip-py's modules again.
 
 Printed: one row per run with the original's time and the ratio (target <= 0.7).
 """
@@ -76,6 +86,8 @@ def main():
     ap.add_argument("--levels", default="8,10,16,20")
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--pyc", action="store_true",
+                    help="children use a bytecode cache (as an installed package)")
     args = ap.parse_args()
 
     from mlip_py.io.mtp import write_mtp
@@ -88,13 +100,19 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     mlp = [sys.executable, "-m", "mlip_py.cli.main", "-q"]
+    pyc_dir = None
+    if args.pyc:
+        pyc_dir = tempfile.TemporaryDirectory(prefix="bench_select_pyc_")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pyc_dir.name
+    nocache = bool(env.get("PYTHONDONTWRITEBYTECODE")) and not args.pyc
+    cache = ("yes (--pyc)" if args.pyc else "no (PYTHONDONTWRITEBYTECODE)" if nocache
+             else "as the environment")
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; python "
           f"{sys.version.split()[0]}; OMP_NUM_THREADS={args.threads}; median of "
-          f"{args.repeat} runs after a warm-up")
+          f"{args.repeat} runs after a warm-up; bytecode cache: {cache}")
     hdr = (f"{'command':<11} {'level':>5} {'rows':>4} {'candidates':>10} {'wall s':>8} "
            f"{'CPU s':>7} {'peak MiB':>9} {'orig s':>7} {'ratio':>6} {'orig MiB':>8}")
-    print(hdr)
-    print("-" * len(hdr))
 
     def row(cmd, level, kind, ncand, res):
         wall, mib, cpu = res
@@ -105,6 +123,22 @@ def main():
               f"{(str(om) if om else '-'):>8}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench_select_") as tmp:
+        one = os.path.join(tmp, "one.cfg")
+        with open(train, encoding="utf-8") as fh:
+            text = fh.read()
+        with open(one, "w", encoding="utf-8") as fh:
+            fh.write(text[:text.index("END_CFG") + len("END_CFG")] + "\n")
+        floors = [("python -c pass", [sys.executable, "-c", "pass"]),
+                  ("python -c 'import numpy'", [sys.executable, "-c", "import numpy"]),
+                  ("calc-grade, 1 cfg (level 8)",
+                   mlp + ["calc-grade", os.path.join(golden, "Mo_l08.mtp"), one, one, "o.cfg",
+                          "--als-filename=o.als"])]
+        for label, argv in floors:
+            wall, mib, cpu = measure(argv, env, tmp, max(args.repeat, 5))
+            print(f"start-up floor: {label:<28} wall {wall:.3f} s  CPU {cpu:.3f} s  "
+                  f"peak {mib:.1f} MiB", flush=True)
+        print(hdr)
+        print("-" * len(hdr))
         pots = {}
         for level in levels:
             if level in (8, 10):
@@ -156,6 +190,8 @@ def main():
                     measure(calc_grade(level, big), env, tmp, 0))
                 row("select-add", level, "cfg", args.big,
                     measure(select_add(level, big), env, tmp, 0))
+    if pyc_dir is not None:
+        pyc_dir.cleanup()
 
 
 if __name__ == "__main__":

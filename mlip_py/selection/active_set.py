@@ -19,8 +19,10 @@ Conventions
   blocks through ``np.memmap`` windows by the *exact* streaming selection
   (:meth:`MaxVol.select_streaming`), whose swaps and final set equal those of the
   in-memory selection; memory is O(n^2 + buffer * n), independent of the batch size.
-  The configurations that entered the set are fetched by a second pass over the
-  source, so only the at most ``n`` configurations of the active set are held.
+  The configurations that entered the set are taken from the first pass when the
+  source is small (estimated size up to :data:`CACHE_BYTES`, kept meanwhile), else
+  fetched by a second pass over the source, so that beyond that budget only the at
+  most ``n`` configurations of the active set are held.
 * :meth:`ActiveSet.select_batch` is the new "at most k configurations" selection
   (:meth:`MaxVol.batch_select` semantics: chosen rows are never pushed out again within
   the call, optional per-configuration labelling cost), run in passes over the same
@@ -28,7 +30,9 @@ Conventions
 * Rows of many configurations are computed by a pool of ``workers`` threads (the
   compiled kernels release the GIL; one OpenMP thread each), configurations of at least
   :data:`BIG_CONFIGURATION` atoms in the calling thread with the MTP's OpenMP threads.
-  Order and results do not depend on the number of workers.
+  Order and results do not depend on the number of workers.  Rows come from a
+  :class:`~mlip_py.selection.rows.RowFunction` (kernels called directly, the same
+  numbers as :func:`~mlip_py.selection.rows.configuration_rows`).
 * ``.als`` files: :meth:`ActiveSet.state` / :meth:`ActiveSet.save` give MLIP-2's layout
   (configurations numbered in order of first appearance over the rows, one shared empty
   configuration for all unfilled rows); :meth:`ActiveSet.load` reads files written by
@@ -46,7 +50,7 @@ import numpy as np
 
 from ..errors import ConfigError, FormatError, MlipError, SelectionError
 from .maxvol import DEFAULT_BLOCK_ROWS, MaxVol, SelectionResult, _check_threshold
-from .rows import RowWeights, configuration_rows
+from .rows import RowFunction, RowWeights
 
 __all__ = ["ActiveSet", "RowStore", "SelectOutcome", "check_same_potential", "format_grade",
            "DEFAULT_BUFFER_BYTES"]
@@ -61,6 +65,11 @@ BIG_CONFIGURATION = 512
 
 #: configurations handed to the worker pool at a time
 POOL_CHUNK = 64
+
+#: memory budget (bytes, estimated) of the configurations a selection keeps from its
+#: first pass over the source, so that the configurations entering the set need not be
+#: read again; a larger source is read twice (memory stays bounded)
+CACHE_BYTES = 8 << 20
 
 #: grades above this are written as 9.9e99 (MLIP-2)
 GRADE_CAP = 1e10
@@ -135,6 +144,18 @@ class RowStore:
     def append(self, rows, owner, value=0.0):
         """Append the rows (k, n) of one configuration, all owned by ``owner`` (and
         carrying ``value`` if the store keeps values)."""
+        k = rows.shape[0] if type(rows) is np.ndarray and rows.ndim == 2 else -1
+        f = self._fill
+        if 0 < k <= self.block_rows - f - 1 and rows.shape[1] == self.n:
+            # common case (rows of one configuration that fit the write buffer, which
+            # is not full afterwards): no Python loop
+            self._wbuf[f:f + k] = rows
+            self._obuf[f:f + k] = owner
+            if self._vbuf is not None:
+                self._vbuf[f:f + k] = value
+            self._fill = f + k
+            self.rows += k
+            return
         rows = np.asarray(rows, dtype=np.float64)
         k = rows.shape[0]
         if k == 0:
@@ -288,6 +309,9 @@ class ActiveSet:
         #: features of the placeholder configuration of unfilled rows in the .als file
         #: (MLIP-2's select-add marks it with ``ID -1`` like the training set)
         self.empty_features = {}
+        #: configurations of the last :meth:`_store_rows` (None: not kept)
+        self._cache = None
+        self._rowf = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -319,7 +343,14 @@ class ActiveSet:
     # ------------------------------------------------------------------ rows / grades
     def rows(self, cfg):
         """Maxvol rows of a configuration, (k, n)."""
-        return configuration_rows(self.mtp, cfg, self.weights)
+        return self._row_function()(cfg)
+
+    def _row_function(self):
+        """The :class:`RowFunction` of the current potential and weights (MTP threads)."""
+        f = self._rowf
+        if f is None or f.mtp is not self.mtp or f.weights is not self.weights:
+            f = self._rowf = RowFunction(self.mtp, self.weights)
+        return f
 
     def iter_rows(self, cfgs, name=None):
         """``(cfg, rows)`` for every configuration of an iterable, in order.
@@ -342,16 +373,14 @@ class ActiveSet:
             raise cls(f"{where}configuration {count + 1}: {err}") from None
 
     def _iter_rows(self, cfgs):
+        rows = self._row_function()
         if self.workers <= 1:
             for cfg in cfgs:
-                yield cfg, self.rows(cfg)
+                yield cfg, rows(cfg)
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        mtp, w = self.mtp, self.weights
-
-        def small(cfg):
-            return configuration_rows(mtp, cfg, w, num_threads=1)
+        small = RowFunction(self.mtp, self.weights, num_threads=1)
 
         chunk = POOL_CHUNK * self.workers
         with ThreadPoolExecutor(self.workers, thread_name_prefix="mlip_rows") as pool:
@@ -361,7 +390,7 @@ class ActiveSet:
                 futs = [None if len(c) >= BIG_CONFIGURATION else pool.submit(small, c)
                         for c in buf]
                 for c, f in zip(buf, futs):
-                    yield c, (self.rows(c) if f is None else f.result())
+                    yield c, (rows(c) if f is None else f.result())
 
             for cfg in cfgs:
                 buf.append(cfg)
@@ -451,6 +480,10 @@ class ActiveSet:
         rank ``i % size`` and the rows are gathered (in chunks) on rank 0, which alone
         holds a store (the other ranks get ``None``).  ``value(i, cfg)``, if given, is
         stored with the rows of configuration ``i``.
+
+        Without ``comm`` the configurations read are also kept in ``self._cache`` while
+        their estimated size stays within :data:`CACHE_BYTES` (else ``self._cache`` is
+        None), for :meth:`_collect`.
         """
         rank = 0 if comm is None else comm.Get_rank()
         store = RowStore(self.n, self.block_rows, self.tmpdir, values=value is not None) \
@@ -463,9 +496,17 @@ class ActiveSet:
             if progress is not None:
                 it = progress(it)
             if comm is None:
+                cache, used = [], 0
                 for cfg, rows in self.iter_rows(it, name):
                     store.append(rows, first + count, val(count, cfg))
                     count += 1
+                    if cache is not None:
+                        used += 1024 + 96 * len(cfg)
+                        if used <= CACHE_BYTES:
+                            cache.append(cfg)
+                        else:
+                            cache = None
+                self._cache = cache
             else:
                 size = comm.Get_size()
                 buf = []
@@ -510,7 +551,12 @@ class ActiveSet:
              self._next_owner) = data
 
     def _collect(self, factory, first, count):
-        """Fetch the source's configurations now in the set; drop the ones that left."""
+        """Fetch the source's configurations now in the set; drop the ones that left.
+
+        From the configurations kept by :meth:`_store_rows` when there are, else by a
+        second pass over the source.
+        """
+        cache, self._cache = self._cache, None
         held = set(int(o) for o in self.maxvol.owners.tolist() if o >= 0)
         need = {o for o in held if first <= o < first + count}
         for o in list(self.configurations):
@@ -518,7 +564,8 @@ class ActiveSet:
                 del self.configurations[o]
         if need:
             last = max(need)
-            for i, cfg in enumerate(factory()):
+            source = cache if cache is not None and len(cache) == count else factory()
+            for i, cfg in enumerate(source):
                 o = first + i
                 if o in need:
                     self.configurations[o] = cfg

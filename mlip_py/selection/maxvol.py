@@ -51,6 +51,61 @@ DEFAULT_BLOCK_ROWS = 4096
 _STOP_CONVERGED, _STOP_MAX_SWAPS, _STOP_BOUND = 0, 1, 2
 
 _K = None
+_LAPACK = None
+
+
+def _lapack():
+    """SciPy's LAPACK wrappers (``dgetrf``, ``dgecon``, ``dgetri``).
+
+    ``scipy.linalg.lapack`` re-exports the functions of the extension module
+    ``scipy.linalg._flapack``; importing it the normal way first runs all of
+    ``scipy/linalg/__init__.py`` (array-API layers, ...: 0.1-0.2 s of start-up for every
+    ``mlp select-add``).  The extension file is loaded by itself instead (same functions,
+    same results); any problem falls back to the normal import.
+    """
+    global _LAPACK
+    if _LAPACK is None:
+        import sys
+
+        mod = sys.modules.get("scipy.linalg._flapack")
+        if mod is None:
+            try:
+                mod = _load_extension_file("scipy.linalg._flapack")
+            except Exception:  # pragma: no cover - the normal import path takes over
+                mod = None
+        if mod is None or not all(hasattr(mod, f) for f in ("dgetrf", "dgecon", "dgetri")):
+            from scipy.linalg import lapack as mod
+        _LAPACK = mod
+    return _LAPACK
+
+
+def _load_extension_file(name):
+    """Load the extension module ``name`` (dotted, inside an installed package) from its
+    file without importing its parent packages; registered in ``sys.modules``."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    top, *parts = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = os.path.join(spec.submodule_search_locations[0], *parts)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = base + suffix
+        if os.path.exists(path):
+            loader = importlib.machinery.ExtensionFileLoader(name, path)
+            fspec = importlib.util.spec_from_file_location(name, path, loader=loader)
+            module = importlib.util.module_from_spec(fspec)
+            sys.modules[name] = module
+            try:
+                fspec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+            return module
+    return None
 
 
 def _kernels():
@@ -238,8 +293,7 @@ class MaxVol:
 
     def refresh(self):
         """Recompute ``A^-1`` by LU; SelectionError if ``A`` is singular."""
-        from scipy.linalg import lapack
-
+        lapack = _lapack()
         if not np.isfinite(self.A).all():
             raise SelectionError("active-set matrix contains NaN or infinite entries")
         anorm = float(np.max(np.abs(self.A).sum(axis=0)))

@@ -39,6 +39,9 @@ no atoms contributes no rows (its grade is 0).
 
 The grade of a configuration is the max grade of its rows, so every function here
 returns the rows of one configuration as a C-contiguous ``(k, n)`` float64 array.
+:class:`RowFunction` computes the same rows, bit for bit, with less work per call (for
+loops over many configurations: the kernels are called directly, without the
+validation and temporaries of the :class:`~mlip_py.potential.mtp.MTP` wrappers).
 """
 from __future__ import annotations
 
@@ -49,7 +52,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["RowWeights", "WEIGHTINGS", "configuration_rows", "rows_per_configuration"]
+__all__ = ["RowFunction", "RowWeights", "WEIGHTINGS", "configuration_rows",
+           "rows_per_configuration"]
 
 #: accepted values of ``--weighting``
 WEIGHTINGS = ("vibrations", "molecules", "structures")
@@ -167,9 +171,11 @@ def configuration_rows(mtp, cfg, weights, neighbors=None, num_threads=None):
     n_atoms = len(cfg)
     npar = mtp.n_params
     k = rows_per_configuration(weights, n_atoms)
-    out = np.empty((k, npar))
     if k == 0:
-        return out
+        return np.empty((0, npar))
+    if not weights.efs and neighbors is None:
+        return RowFunction(mtp, weights, num_threads)(cfg)
+    out = np.empty((k, npar))
     mtp.check_types(cfg.types)
     if neighbors is None:
         neighbors = mtp.neighbors(cfg)
@@ -203,3 +209,92 @@ def configuration_rows(mtp, cfg, weights, neighbors=None, num_threads=None):
         pos += 1
     assert pos == k
     return out
+
+
+class RowFunction:
+    """``rows = f(cfg)``: :func:`configuration_rows` of many configurations, lean.
+
+    Same rows, bit for bit, as ``configuration_rows(mtp, cfg, weights,
+    num_threads=num_threads)``: the same kernels with the same thread counts and
+    summation order.  For neighbourhood and configuration rows (no force/stress rows)
+    the kernels are called directly, without the per-call validation and temporaries of
+    the :class:`~mlip_py.potential.mtp.MTP` wrappers: the neighbour list comes from
+    :func:`~mlip_py.potential.neighbors.csr_for` and atom types are checked by the
+    kernel (an error is re-raised worded as :meth:`MTP.check_types` words it).
+    Coefficients and ``mtp.num_threads`` are read at every call.
+
+    Parameters
+    ----------
+    mtp : MTP
+    weights : RowWeights
+    num_threads : int, optional
+        Kernel threads (default: ``mtp.num_threads`` at call time).
+    """
+
+    __slots__ = ("mtp", "weights", "num_threads", "_lean", "_npar", "_nbh", "_energy",
+                 "_molecules", "_csr", "_threads_for")
+
+    def __init__(self, mtp, weights, num_threads=None):
+        from ..potential.mtp import _mtp
+        from ..potential.neighbors import csr_for
+
+        self.mtp = mtp
+        self.weights = weights
+        self.num_threads = num_threads
+        self._lean = not weights.efs
+        self._npar = mtp.n_params
+        self._nbh = weights.neighborhood
+        self._energy = weights.energy
+        self._molecules = weights.weighting == "molecules"
+        self._csr = csr_for
+        self._threads_for = _mtp.threads_for
+
+    def __call__(self, cfg):
+        if not self._lean:
+            return configuration_rows(self.mtp, cfg, self.weights, num_threads=self.num_threads)
+        n_atoms = len(cfg)
+        npar = self._npar
+        energy = self._energy
+        k = (n_atoms if self._nbh else 0) + (energy != 0.0)
+        if n_atoms == 0:
+            return np.empty((0, npar))
+        mtp = self.mtp
+        types = cfg.types
+        if not (type(types) is np.ndarray and types.dtype == np.int64
+                and types.flags.c_contiguous and types.ndim == 1):
+            types = np.ascontiguousarray(types, dtype=np.int64).reshape(-1)
+        if types.shape[0] != n_atoms:
+            raise ValueError(f"neighbour list is for {n_atoms} atoms, configuration has "
+                             f"{types.shape[0]}")
+        try:
+            offsets, index, vectors = self._csr(cfg, mtp.params.max_dist)
+        except ConfigError:
+            mtp.check_types(types)  # a bad type is reported first, as by the generic path
+            raise
+        radial, species, moment = mtp._coeffs()
+        kernel = mtp.kernel
+        threads = mtp.num_threads if self.num_threads is None else int(self.num_threads)
+        out = np.zeros((k, npar))
+        try:
+            if self._nbh:
+                kernel.energy_grad(radial, species, moment, types, offsets, index, vectors,
+                                   out[:n_atoms] if energy != 0.0 else out, True, threads)
+            if energy != 0.0:
+                scale = energy if self._molecules else energy / n_atoms
+                nt = self._threads_for(threads, n_atoms)
+                row = out[k - 1:]
+                if nt == 1:
+                    # the kernel accumulates from +0.0, so its sum is never -0.0 and equals
+                    # the generic path's out.sum(axis=0) of this single row
+                    kernel.energy_grad(radial, species, moment, types, offsets, index,
+                                       vectors, row, False, 1)
+                    row *= scale
+                else:
+                    part = np.zeros((nt, npar))
+                    kernel.energy_grad(radial, species, moment, types, offsets, index,
+                                       vectors, part, False, nt)
+                    np.multiply(part.sum(axis=0), scale, out=row[0])
+        except ValueError:
+            mtp.check_types(types)  # raises MlipError with MTP's wording for bad types
+            raise
+        return out

@@ -9,6 +9,7 @@ import pytest
 from mlip_py.configuration import Configuration
 from mlip_py.errors import ConfigError, SelectionError
 from mlip_py.io.cfg import iter_cfg, read_cfg
+from mlip_py.selection import active_set
 from mlip_py.selection.active_set import ActiveSet, RowStore, format_grade
 from mlip_py.selection.maxvol import MaxVol
 from mlip_py.selection.rows import RowWeights, configuration_rows
@@ -192,7 +193,7 @@ def test_load_state_checks_potential(golden):
     assert ok.weights == RowWeights()
 
 
-def test_source_must_be_rereadable(golden):
+def test_source_must_be_rereadable(golden, monkeypatch):
     aset = ActiveSet(golden("Mo_l08.mtp"))
     with pytest.raises(TypeError, match="read twice"):
         aset.select(iter([]))
@@ -202,8 +203,32 @@ def test_source_must_be_rereadable(golden):
     def changing():
         calls.append(1)
         return iter(cfgs if len(calls) == 1 else cfgs[:1])
+    # a source too large to keep in memory is read a second time, and checked
+    monkeypatch.setattr(active_set, "CACHE_BYTES", 0)
     with pytest.raises(SelectionError, match="changed"):
         aset.select(changing)
+
+
+def test_small_source_read_once_same_result(golden, monkeypatch):
+    """Up to CACHE_BYTES the configurations of the first pass are kept (no second read);
+    the active set is the same as with the second read."""
+    def source_counting(calls):
+        def src():
+            calls.append(1)
+            return iter_cfg(golden("train_Mo.cfg"))
+        return src
+
+    results = []
+    for budget in (active_set.CACHE_BYTES, 0):
+        monkeypatch.setattr(active_set, "CACHE_BYTES", budget)
+        calls = []
+        aset = ActiveSet(golden("Mo_l08.mtp"))
+        out = aset.select(source_counting(calls))
+        assert len(calls) == (1 if budget else 2)
+        assert out.entered and all(o in aset.configurations for o in out.entered)
+        results.append((aset.maxvol.A.tobytes(), aset.owners.tolist(),
+                        [aset.configurations[o].positions.tobytes() for o in out.entered]))
+    assert results[0] == results[1]
 
 
 def test_row_store_blocks(tmp_path, rng):
@@ -222,9 +247,12 @@ def test_row_store_blocks(tmp_path, rng):
         assert st.peak_block_rows == 7
 
 
-def test_memory_bounded_in_number_of_candidates(golden):
+def test_memory_bounded_in_number_of_candidates(golden, monkeypatch):
     """Largest allocations do not grow with the number of candidates (grading and
-    selection); the row blocks held in RAM are bounded by block_rows / the buffer."""
+    selection); the row blocks held in RAM are bounded by block_rows / the buffer, the
+    configurations kept from the first pass by CACHE_BYTES (here smaller than 300
+    configurations: dropped in both runs)."""
+    monkeypatch.setattr(active_set, "CACHE_BYTES", 200_000)
     cands = read_cfg(golden("candidates_Mo_200.cfg"))
     aset = ActiveSet(golden("Mo_l08.mtp"), block_rows=256, buffer_bytes=0)
     aset.select(subset(golden, "train_Mo.cfg", 60), select_threshold=SWAP)

@@ -7,7 +7,8 @@ from mlip_py.errors import ConfigError, MlipError
 from mlip_py.io.als import read_als
 from mlip_py.io.cfg import read_cfg
 from mlip_py.potential.mtp import MTP
-from mlip_py.selection.rows import RowWeights, configuration_rows, rows_per_configuration
+from mlip_py.selection.rows import RowFunction, RowWeights, configuration_rows, \
+    rows_per_configuration
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +157,80 @@ def test_upstream_rows_count(upstream):
     for cfg in read_cfg(upstream("04.calc-grade", "train.cfg")):
         rows = configuration_rows(mtp, cfg, RowWeights())
         assert rows.shape == (1, mtp.n_params) and np.isfinite(rows).all()
+
+
+LEAN_WEIGHTS = [RowWeights(), RowWeights(energy=2.5, weighting="molecules"),
+                RowWeights(energy=0.5, weighting="structures"), RowWeights(energy=0, nbh=1),
+                RowWeights(energy=1.5, nbh=3)]
+
+
+def _generic(mtp, cfg, w, threads):
+    """configuration_rows through the MTP wrappers (explicit neighbour list)."""
+    nb = mtp.neighbors(cfg) if len(cfg) else None
+    return configuration_rows(mtp, cfg, w, neighbors=nb, num_threads=threads)
+
+
+@pytest.mark.parametrize("w", LEAN_WEIGHTS)
+def test_lean_rows_bit_identical_to_generic_path(golden, mo, w):
+    """RowFunction (direct kernel calls, lean neighbour lists) gives the generic path's
+    rows bit for bit: golden training configurations, small and large cells (both
+    neighbour kernels), a cluster, a slab, an empty configuration, 1 and 2 threads."""
+    cfgs = read_cfg(golden("train_Mo.cfg"))[:12] + [bcc(reps=1), bcc(reps=4, seed=3)]
+    cl = bcc(reps=2, seed=5)
+    cl.lattice = np.zeros((3, 3))
+    slab = bcc(reps=2, seed=6)
+    slab.lattice[2] = 0.0
+    cfgs += [cl, slab, Configuration(lattice=np.eye(3))]
+    assert max(len(c) for c in cfgs) > 96  # the cell-list kernel is used too
+    for threads in (1, 2):
+        f = RowFunction(mo, w, num_threads=threads)
+        for cfg in cfgs:
+            want = _generic(mo, cfg, w, threads)
+            got = f(cfg)
+            assert got.shape == want.shape == (rows_per_configuration(w, len(cfg)), mo.n_params)
+            if threads > 1 and len(cfg) >= 64 and w.energy != 0.0:
+                # the energy gradient is summed over threads with dynamic scheduling:
+                # reproducible only up to the summation order (also in the generic path)
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+                np.testing.assert_array_equal(got[:-1], want[:-1])
+                continue
+            assert got.tobytes() == want.tobytes()
+            assert configuration_rows(mo, cfg, w, num_threads=threads).tobytes() == want.tobytes()
+
+
+def test_lean_rows_follow_coefficients_and_threads(mo):
+    """Coefficients and mtp.num_threads are read at every call."""
+    mtp = MTP(mo.params.copy())
+    w = RowWeights(nbh=1)
+    f = RowFunction(mtp, w)
+    cfg = bcc(reps=3, seed=2)
+    before = f(cfg)
+    theta = mtp.get_params()
+    mtp.set_params(theta * 1.5)
+    assert f(cfg).tobytes() == _generic(mtp, cfg, w, None).tobytes()
+    assert f(cfg).tobytes() != before.tobytes()
+    mtp.num_threads = 2
+    assert f(cfg).tobytes() == _generic(mtp, cfg, w, 2).tobytes()
+
+
+def test_lean_rows_errors_as_generic_path(mo):
+    two = bcc(reps=1)
+    two.types[1] = 1
+    neg = bcc(reps=1)
+    neg.types[0] = -1
+    flat = bcc(reps=1)
+    flat.lattice[2] = flat.lattice[1]  # linearly dependent periodic rows
+    for w in LEAN_WEIGHTS[:1] + LEAN_WEIGHTS[3:4]:
+        f = RowFunction(mo, w)
+        for cfg, err in ((two, MlipError), (neg, MlipError), (flat, ConfigError)):
+            with pytest.raises(err) as lean:
+                f(cfg)
+            with pytest.raises(err) as generic:
+                _generic(mo, cfg, w, None)
+            assert str(lean.value) == str(generic.value)
+        # a bad type is reported before a bad lattice, as by the generic path
+        both = bcc(reps=1)
+        both.types[1] = 1
+        both.lattice[2] = both.lattice[1]
+        with pytest.raises(MlipError, match="species"):
+            f(both)
