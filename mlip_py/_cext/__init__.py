@@ -32,37 +32,46 @@ _BUILD_HINT = (
 _USES_BLAS = ("_maxvol",)
 
 
-def _preload_cython_blas():
-    """Register ``scipy.linalg.cython_blas`` without executing ``scipy/linalg/__init__.py``.
+def load_extension_file(name):
+    """Load the extension module ``name`` (dotted, e.g. ``"scipy.linalg.cython_blas"``) from
+    its file without executing its parent packages' ``__init__``; register it in
+    ``sys.modules`` and return it (``None`` when no such file exists).
 
-    A Cython module that cimports BLAS from SciPy imports that extension when it loads;
-    the normal import runs all of ``scipy.linalg``'s package imports (array-API
-    compatibility layers, f2py, ...), 0.1-0.2 s of start-up that every ``mlp calc-grade``
-    would pay.  Loading the extension file by itself gives the same module.  Any problem
-    falls back to the normal import.
+    SciPy's ``scipy/linalg/__init__.py`` imports array-API compatibility layers, f2py and
+    more: 0.1-0.2 s of start-up that every ``mlp calc-grade``/``select-add`` would pay just
+    to reach BLAS/LAPACK.  Loading the extension file by itself gives the same module.
     """
-    name = "scipy.linalg.cython_blas"
     if name in sys.modules:
-        return
-    try:
-        import scipy
+        return sys.modules[name]
+    top, *parts = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = os.path.join(spec.submodule_search_locations[0], *parts)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = base + suffix
+        if os.path.exists(path):
+            loader = importlib.machinery.ExtensionFileLoader(name, path)
+            fspec = importlib.util.spec_from_file_location(name, path, loader=loader)
+            module = importlib.util.module_from_spec(fspec)
+            sys.modules[name] = module
+            try:
+                fspec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+            return module
+    return None
 
-        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = os.path.join(folder, "cython_blas" + suffix)
-            if os.path.exists(path):
-                loader = importlib.machinery.ExtensionFileLoader(name, path)
-                spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except Exception:
-                    del sys.modules[name]
-                    raise
-                return
+
+def _preload_cython_blas():
+    """Register ``scipy.linalg.cython_blas`` (cimported by the maxvol kernel, which imports
+    it when it loads) without importing all of ``scipy.linalg``; any problem falls back to
+    the normal import."""
+    try:
+        load_extension_file("scipy.linalg.cython_blas")
     except Exception:  # pragma: no cover - the normal import path takes over
-        return
+        pass
 
 
 def load(name):

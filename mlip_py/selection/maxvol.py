@@ -65,47 +65,16 @@ def _lapack():
     """
     global _LAPACK
     if _LAPACK is None:
-        import sys
+        from .._cext import load_extension_file
 
-        mod = sys.modules.get("scipy.linalg._flapack")
-        if mod is None:
-            try:
-                mod = _load_extension_file("scipy.linalg._flapack")
-            except Exception:  # pragma: no cover - the normal import path takes over
-                mod = None
+        try:
+            mod = load_extension_file("scipy.linalg._flapack")
+        except Exception:  # pragma: no cover - the normal import path takes over
+            mod = None
         if mod is None or not all(hasattr(mod, f) for f in ("dgetrf", "dgecon", "dgetri")):
             from scipy.linalg import lapack as mod
         _LAPACK = mod
     return _LAPACK
-
-
-def _load_extension_file(name):
-    """Load the extension module ``name`` (dotted, inside an installed package) from its
-    file without importing its parent packages; registered in ``sys.modules``."""
-    import importlib.machinery
-    import importlib.util
-    import os
-    import sys
-
-    top, *parts = name.split(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    base = os.path.join(spec.submodule_search_locations[0], *parts)
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = base + suffix
-        if os.path.exists(path):
-            loader = importlib.machinery.ExtensionFileLoader(name, path)
-            fspec = importlib.util.spec_from_file_location(name, path, loader=loader)
-            module = importlib.util.module_from_spec(fspec)
-            sys.modules[name] = module
-            try:
-                fspec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-            return module
-    return None
 
 
 def _kernels():
