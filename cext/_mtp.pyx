@@ -173,8 +173,11 @@ cdef void work_free(Work* W) noexcept nogil:
 # ------------------------------------------------------------------ per-atom steps
 cdef void prep(const Tab* T, Work* W, int ti, int nn, Py_ssize_t p0,
                const int64_t* types, const int64_t* index, const double* vec,
-               const double* rc) noexcept nogil:
+               const double* rc, bint derivs=True) noexcept nogil:
     """Distances, unit vectors, radial basis, radial functions, monomials, repulsion.
+
+    ``derivs`` False: r-derivatives (dQ, fd, derep) are not computed, for the callers that
+    need values only (energy gradient, basis); the values are the same bits either way.
 
     Loops run over neighbours innermost (vectorisable).  Q_b = T_b(xi) * env with
     env = scaling (r_max - r)^2, dQ_b/dr = dT_b/dr * envd + T_b * denv; for a clamped
@@ -225,6 +228,9 @@ cdef void prep(const Tab* T, Work* W, int ti, int nn, Py_ssize_t p0,
             env[j] = sc * (rmax - rr) * (rmax - rr)
             envd[j] = env[j]
             denv[j] = -2.0 * sc * (rmax - rr)
+    if not derivs:
+        prep_values(T, W, ti, nn, xi, env, rc)
+        return
     # Chebyshev T_b (in Q rows) and dT_b/dr (in dQ rows)
     for j in range(nn):
         W.Q[j] = 1.0
@@ -268,6 +274,53 @@ cdef void prep(const Tab* T, Work* W, int ti, int nn, Py_ssize_t p0,
     for m in range(1, T.nmono):
         mult_into(W.mono + m * cap, W.mono + T.mono_par[m] * cap,
                   W.u + T.mono_comp[m] * cap, nn)
+
+
+cdef void prep_values(const Tab* T, Work* W, int ti, int nn, const double* xi,
+                      const double* env, const double* rc) noexcept nogil:
+    """The value part of :func:`prep` (Q, f, monomials) with the same operations in the
+    same order, without the r-derivatives."""
+    cdef int j, b, mu, m, cap = W.cap, R = T.R, K = T.K
+    cdef double x, c0
+    cdef double* Qb
+    cdef const double* cf
+    for j in range(nn):
+        W.Q[j] = 1.0
+    if R > 1:
+        for j in range(nn):
+            W.Q[cap + j] = xi[j]
+    for b in range(2, R):
+        cheb_value_step(W.Q + b * cap, W.Q + (b - 1) * cap, W.Q + (b - 2) * cap, xi, nn)
+    for b in range(R):
+        Qb = W.Q + b * cap
+        for j in range(nn):
+            Qb[j] = Qb[j] * env[j]
+    if T.C == 1:
+        for mu in range(K):
+            memset(W.f + mu * cap, 0, nn * sizeof(double))
+            for b in range(R):
+                c0 = rc[mu * R + b]
+                mtp_axpy(W.f + mu * cap, c0, W.Q + b * cap, nn)
+    else:
+        for j in range(nn):
+            cf = rc + (<Py_ssize_t>(ti * T.C + W.tj[j])) * K * R
+            for mu in range(K):
+                x = 0.0
+                for b in range(R):
+                    x = x + cf[mu * R + b] * W.Q[b * cap + j]
+                W.f[mu * cap + j] = x
+    for j in range(nn):
+        W.mono[j] = 1.0
+    for m in range(1, T.nmono):
+        mult_into(W.mono + m * cap, W.mono + T.mono_par[m] * cap,
+                  W.u + T.mono_comp[m] * cap, nn)
+
+
+cdef inline void cheb_value_step(double* t2, const double* t1, const double* t0,
+                                 const double* xi, int n) noexcept nogil:
+    cdef int j
+    for j in range(n):
+        t2[j] = 2.0 * xi[j] * t1[j] - t0[j]
 
 
 cdef inline void cheb_step(double* t2, double* d2, const double* t1, const double* d1,
@@ -848,7 +901,7 @@ cdef class Kernel:
                 for i in prange(n, schedule="dynamic", chunksize=16):
                     ti = <int>tp[i]
                     nn = <int>(offsets[i + 1] - offsets[i])
-                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0], False)
                     forward(T, W, nn)
                     for a in range(T.S):
                         out[i, a] = W.M[T.mapping[a]]
@@ -895,7 +948,7 @@ cdef class Kernel:
                 for i in prange(n, schedule="dynamic", chunksize=16):
                     ti = <int>tp[i]
                     nn = <int>(offsets[i + 1] - offsets[i])
-                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0], False)
                     forward(T, W, nn)
                     backward(T, W, &moment[0])
                     radial_h(T, W, nn)

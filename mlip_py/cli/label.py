@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 
 import click
 
+from .._log import get_logger
 from ._common import Progress, input_format_option, open_inputs, output_format_for, \
     output_format_option, type_map_option, write_outputs
 
-log = logging.getLogger("mlip_py")
+log = get_logger("mlip_py")
 
 
 def _check_oracle(ctx, param, value):

@@ -5,7 +5,6 @@ file, line and what was expected); 2 a usage error (unknown option, wrong argume
 count); 130 interrupted with Ctrl-C.
 """
 import importlib
-import logging
 import sys
 
 import click
@@ -46,9 +45,6 @@ COMMANDS = {
 #: the order of MLIP-2's ``mlp list``; commands not yet available are skipped
 LIST_ORDER = ["relax", "convert-cfg", "train", "calc-errors", "mindist", "select-add",
               "calc-grade", "calc-efs"]
-
-log = logging.getLogger("mlip_py")
-
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when used."""
@@ -103,26 +99,6 @@ class LazyGroup(click.Group):
             raise
 
 
-class _StderrHandler(logging.Handler):
-    """Log records to the *current* stderr (click-aware, so CliRunner captures them)."""
-
-    def emit(self, record):
-        try:
-            click.echo(self.format(record), err=True)
-        except Exception:  # pragma: no cover - logging must never raise
-            self.handleError(record)
-
-
-def _configure_logging(verbose, quiet):
-    level = logging.INFO + 10 * (quiet - verbose)
-    root = logging.getLogger("mlip_py")
-    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root.addHandler(handler)
-    root.setLevel(max(logging.DEBUG, level))
-
-
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="mlp (mlip-py)")
 @click.option("-v", "--verbose", count=True, help="More output (repeatable).")
@@ -138,7 +114,9 @@ def cli(ctx, verbose, quiet, traceback):
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbose - quiet
     ctx.obj["traceback"] = traceback
-    _configure_logging(verbose, quiet)
+    from .._log import configure_cli
+
+    configure_cli(verbose, quiet)
 
 
 @cli.command("list")

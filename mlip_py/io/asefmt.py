@@ -33,7 +33,6 @@ Other output formats are written by ``ase.io.write`` from the atoms of
 from __future__ import annotations
 
 import json
-import logging
 import os
 import urllib.parse
 
@@ -41,9 +40,10 @@ import numpy as np
 
 from ..configuration import INFO_VIRIAL, Configuration, _type_numbers
 from ..errors import ConfigError, FormatError
+from .._log import get_logger
 from ._atomic import atomic_open
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: info key holding the features that cannot be plain extxyz key=value pairs
 FEATURES_KEY = "mlip_features"

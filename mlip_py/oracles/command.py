@@ -55,7 +55,6 @@ attempt; other files the program left (e.g. WAVECAR) stay.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -63,9 +62,10 @@ import subprocess
 import numpy as np
 
 from ..errors import ConfigError, FormatError
+from .._log import get_logger
 from . import OracleFailure, apply_labels
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 INPUT_CFG = "input.cfg"
 INPUT_POSCAR = "POSCAR"

@@ -32,16 +32,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import logging
 import os
 import re
 
 import numpy as np
 
 from ..errors import ConfigError, FormatError
+from .._log import get_logger
 from . import OracleFailure
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RESULT = "result.cfg"
 FAILED = "failed.cfg"

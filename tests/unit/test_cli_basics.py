@@ -1,6 +1,7 @@
 """The command group: list, help, --help for every command, exit codes."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -57,3 +58,28 @@ def test_help_does_not_import_numpy():
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "assert 'numpy' not in sys.modules, 'numpy imported by mlp --help'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_calc_grade_start_up_imports(tmp_path):
+    """The selection hot path loads BLAS without SciPy's package __init__ and without
+    logging (start-up time of every calc-grade/select-add in a bash loop); SciPy imported
+    afterwards in the same process is the complete package."""
+    root = Path(__file__).resolve().parents[2]
+    pot = root / "configs" / "untrained" / "08.mtp"
+    cfg = root / "sample_data" / "cu_train.cfg"
+    code = (
+        "import sys; from mlip_py.cli.main import main\n"
+        f"argv = ['-q', 'calc-grade', {str(pot)!r}, {str(cfg)!r}, {str(cfg)!r}, "
+        f"{str(tmp_path / 'out.cfg')!r}, '--als-filename={tmp_path / 's.als'}']\n"
+        "try:\n    main(argv)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad = sorted(m for m in ('scipy', 'logging', 'Cython') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+        "assert 'scipy.linalg.cython_blas' in sys.modules\n"
+        "import numpy as np, scipy, scipy.linalg\n"
+        "assert scipy.linalg.solve(np.eye(2), np.ones(2)).tolist() == [1.0, 1.0]\n"
+        "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("ok")
+    assert (tmp_path / "out.cfg").stat().st_size > 0
