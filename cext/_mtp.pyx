@@ -35,10 +35,12 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, sqrt
+from libc.math cimport ceil, exp, fabs, sqrt
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+
+include "_direct.pxi"
 
 cdef extern from "_mtp_core.h" nogil:
     int mtp_max_threads()
@@ -653,6 +655,113 @@ cdef double site_energy(const Tab* T, Work* W, int ti, int nn, const double* spe
 
 
 # ------------------------------------------------------------------------ the model
+# ------------------------------------------------------- batched small configurations
+cdef struct Scratch:
+    # one thread's buffers for direct_rows_one, reused from configuration to configuration
+    Work* W
+    Pair* buf
+    Py_ssize_t bcap
+    Py_ssize_t vcap
+    int64_t* blk
+    int64_t* cnt
+    int64_t* offs
+    int64_t* idx
+    double* vec
+
+
+cdef Scratch* scratch_alloc(Py_ssize_t maxn) noexcept nogil:
+    cdef Scratch* S = <Scratch*> calloc(1, sizeof(Scratch))
+    if S == NULL:
+        return NULL
+    S.blk = <int64_t*> malloc((3 * maxn + 2) * sizeof(int64_t))
+    if S.blk == NULL:
+        free(S)
+        return NULL
+    S.cnt = S.blk + maxn + 1
+    S.offs = S.blk + 2 * maxn + 1
+    return S
+
+
+cdef void scratch_free(Scratch* S) noexcept nogil:
+    if S != NULL:
+        work_free(S.W)
+        free(S.buf)
+        free(S.blk)
+        free(S.idx)
+        free(S.vec)
+        free(S)
+
+
+cdef int direct_rows_one(const Tab* T, Scratch* S, const double* lat, const double* pos,
+                         const int64_t* types, Py_ssize_t na, double cutoff,
+                         double max_images, const double* radial, const double* moment,
+                         double* out, Py_ssize_t npar, bint per_atom, bint energy,
+                         double scale) noexcept nogil:
+    """Rows of one configuration for Kernel.energy_rows_direct (one thread): the neighbour
+    search of _neighbors.build_direct, its CSR arrays, then energy_grad's per-atom steps.
+    Returns 0 or a DIRECT_* status (rows untouched)."""
+    cdef Py_ssize_t i, k, p, tot = 0, maxnn = 0
+    cdef int st, nn, ti
+    cdef const Pair* pr
+    cdef double* row
+    if S == NULL:
+        return DIRECT_NOMEM
+    st = _direct_pairs(lat, NULL, pos, na, cutoff, max_images, &S.buf, &S.bcap, S.blk,
+                       S.cnt, NULL)
+    if st != DIRECT_OK:
+        return st
+    for i in range(na):
+        S.offs[i] = tot
+        tot += S.cnt[i]
+        if S.cnt[i] > maxnn:
+            maxnn = S.cnt[i]
+    S.offs[na] = tot
+    if tot > S.vcap:
+        free(S.idx)
+        free(S.vec)
+        S.vcap = tot + tot // 4 + 16
+        S.idx = <int64_t*> malloc(S.vcap * sizeof(int64_t))
+        S.vec = <double*> malloc(3 * S.vcap * sizeof(double))
+        if S.idx == NULL or S.vec == NULL:
+            free(S.idx)
+            free(S.vec)
+            S.idx = NULL
+            S.vec = NULL
+            S.vcap = 0
+            return DIRECT_NOMEM
+    if maxnn > 2147483647:
+        return DIRECT_NOMEM
+    if S.W == NULL or S.W.cap < maxnn:
+        work_free(S.W)
+        S.W = work_alloc(T, <int>(maxnn + maxnn // 4 + 8))
+        if S.W == NULL:
+            return DIRECT_NOMEM
+    for i in range(na):
+        p = S.offs[i]
+        for k in range(S.cnt[i]):
+            pr = &S.buf[S.blk[i] + k]
+            S.idx[p + k] = pr.j
+            S.vec[3 * (p + k)] = pr.x
+            S.vec[3 * (p + k) + 1] = pr.y
+            S.vec[3 * (p + k) + 2] = pr.z
+    row = out + (na if per_atom else 0) * npar
+    for i in range(na):
+        ti = <int>types[i]
+        nn = <int>(S.offs[i + 1] - S.offs[i])
+        prep(T, S.W, ti, nn, S.offs[i], types, S.idx, S.vec, radial, False)
+        forward(T, S.W, nn)
+        backward(T, S.W, moment)
+        radial_h(T, S.W, nn)
+        if per_atom:
+            energy_grad_atom(T, S.W, ti, nn, 1.0, out + i * npar)
+        if energy:
+            energy_grad_atom(T, S.W, ti, nn, 1.0, row)
+    if energy:
+        for k in range(npar):
+            row[k] = row[k] * scale
+    return 0
+
+
 cdef class Kernel:
     """Precomputed tables of one MTP structure (moments, contractions, radial basis).
 
@@ -959,6 +1068,79 @@ cdef class Kernel:
                 work_free(W)
         if failed:
             raise MemoryError("MTP kernel: cannot allocate work buffers")
+
+    def energy_rows_direct(self, const double[::1] radial, const double[::1] species,
+                           const double[::1] moment, const double[:, :, ::1] lattices,
+                           const double[:, ::1] positions, const int64_t[::1] types,
+                           const int64_t[::1] starts, double max_images,
+                           const double[::1] scales, double[:, ::1] out,
+                           const int64_t[::1] row_starts, bint per_atom, bint energy,
+                           signed char[::1] status, int num_threads=1):
+        """Energy-gradient maxvol rows of many small configurations, in parallel over them.
+
+        IN: configuration ``c`` has the lattice ``lattices[c]`` (a row is periodic iff it
+        is not zero) and the atoms ``starts[c] <= a < starts[c + 1]`` of ``positions`` and
+        ``types``.  For each configuration, one thread finds the neighbours within
+        ``max_dist`` with the all-pairs search of ``_neighbors.build_direct`` (the same
+        code: same pairs, same vectors) and evaluates the rows with the code of
+        :meth:`energy_grad` at ``num_threads=1`` (atoms in order; the energy row
+        accumulated from +0.0, then multiplied by ``scales[c]``), so the rows are the same
+        bits as those calls, whatever ``num_threads``.
+
+        OUT: ``out`` zero-initialised; configuration ``c`` owns rows
+        ``row_starts[c] <= r < row_starts[c + 1]``: with ``per_atom`` one row dV_i/dtheta
+        per atom, then with ``energy`` one row ``scales[c] * dE/dtheta``.  ``status[c]``
+        is 0, or non-zero when the search declined or failed (bad lattice, too many
+        images, coordinates beyond 1e6, no memory): that configuration's rows are left
+        zero and the caller evaluates it the usual way (which reports any error).
+        """
+        if radial.shape[0] != self.n_radial or species.shape[0] != self.T.C or \
+                moment.shape[0] != self.T.S:
+            raise ValueError("coefficient arrays do not match the potential")
+        cdef Py_ssize_t B = starts.shape[0] - 1, N = types.shape[0]
+        cdef Py_ssize_t c, i, a0, na, maxn = 0
+        cdef Py_ssize_t npar = self.n_params
+        if B < 0 or lattices.shape[0] != B or lattices.shape[1] != 3 or \
+                lattices.shape[2] != 3 or positions.shape[0] != N or \
+                (N and positions.shape[1] != 3) or scales.shape[0] != B or \
+                status.shape[0] != B or row_starts.shape[0] != B + 1 or starts[0] != 0 or \
+                starts[B] != N or out.shape[1] != npar or row_starts[0] != 0 or \
+                row_starts[B] != out.shape[0]:
+            raise ValueError("inconsistent batch arrays")
+        for c in range(B):
+            na = starts[c + 1] - starts[c]
+            if na < 0 or row_starts[c + 1] - row_starts[c] != \
+                    (na if per_atom else 0) + (1 if energy else 0):
+                raise ValueError("inconsistent batch arrays")
+            if na > maxn:
+                maxn = na
+        for i in range(N):
+            if types[i] < 0 or types[i] >= self.T.C:
+                raise ValueError("atom type out of range")
+        if B == 0:
+            return
+        cdef int nt = num_threads if num_threads > 0 else mtp_max_threads()
+        if nt < 1:
+            nt = 1
+        if nt > B:
+            nt = <int>B
+        cdef double cutoff = self.T.rmax
+        cdef const Tab* T = &self.T
+        cdef const int64_t* tp = &types[0] if N else NULL
+        cdef const double* pos = &positions[0, 0] if N else NULL
+        cdef const double* lat = &lattices[0, 0, 0]
+        cdef double* op = &out[0, 0] if out.shape[0] else NULL
+        cdef Scratch* S = NULL
+        with nogil, parallel(num_threads=nt):
+            S = scratch_alloc(maxn)
+            for c in prange(B, schedule="dynamic", chunksize=1):
+                a0 = starts[c]
+                status[c] = <signed char> direct_rows_one(
+                    T, S, lat + 9 * c, pos + 3 * a0 if pos != NULL else NULL, tp + a0,
+                    starts[c + 1] - a0, cutoff, max_images, &radial[0], &moment[0],
+                    op + row_starts[c] * npar if op != NULL else NULL, npar, per_atom,
+                    energy, scales[c])
+            scratch_free(S)
 
     def loss_grad(self, const double[::1] radial, const double[::1] species,
                   const double[::1] moment, const int64_t[::1] types,

@@ -27,8 +27,11 @@ Conventions
   (:meth:`MaxVol.batch_select` semantics: chosen rows are never pushed out again within
   the call, optional per-configuration labelling cost), run in passes over the same
   temporary file: one pass per swap, O(m n^2) flops each.
-* Rows of many configurations are computed by a pool of ``workers`` threads (the
-  compiled kernels release the GIL; one OpenMP thread each), configurations of at least
+* Rows of many configurations are computed with ``workers`` threads: energy-gradient
+  rows of configurations of up to 96 atoms in batches by compiled kernels that run in
+  parallel over configurations (:meth:`RowFunction.many`, one OpenMP thread per
+  configuration); force/stress rows by a pool of Python threads (the kernels release
+  the GIL; one OpenMP thread each); configurations of at least
   :data:`BIG_CONFIGURATION` atoms in the calling thread with the MTP's OpenMP threads.
   Order and results do not depend on the number of workers.  Rows come from a
   :class:`~mlip_py.selection.rows.RowFunction` (kernels called directly, the same
@@ -65,6 +68,11 @@ BIG_CONFIGURATION = 512
 
 #: configurations handed to the worker pool at a time
 POOL_CHUNK = 64
+
+#: at most this many configurations, or about :data:`BATCH_ROWS` rows, are evaluated per
+#: call of the batched row kernels (bounded memory, whatever the number of candidates)
+BATCH_CONFIGURATIONS = 256
+BATCH_ROWS = 2048
 
 #: memory budget (bytes, estimated) of the configurations a selection keeps from its
 #: first pass over the source, so that the configurations entering the set need not be
@@ -374,6 +382,9 @@ class ActiveSet:
 
     def _iter_rows(self, cfgs):
         rows = self._row_function()
+        if rows.lean:
+            yield from self._iter_rows_batched(cfgs, rows)
+            return
         if self.workers <= 1:
             for cfg in cfgs:
                 yield cfg, rows(cfg)
@@ -397,6 +408,38 @@ class ActiveSet:
                 if len(buf) == chunk:
                     yield from flush(buf)
                     buf = []
+            yield from flush(buf)
+
+    def _iter_rows_batched(self, cfgs, rows):
+        """Energy-gradient rows (no force/stress rows): batches of small configurations
+        in one parallel kernel call (:meth:`RowFunction.many`, ``workers`` threads, one
+        per configuration); the others one at a time, with one thread below
+        :data:`BIG_CONFIGURATION` atoms when ``workers`` > 1, as the pool path."""
+        workers = self.workers
+        small = RowFunction(self.mtp, self.weights, num_threads=1) if workers > 1 else rows
+
+        def single(cfg):
+            return small(cfg) if len(cfg) < BIG_CONFIGURATION else rows(cfg)
+
+        def flush(buf):
+            try:
+                got = rows.many(buf, workers, single)
+            except MlipError:
+                # report the error at its configuration: redo the batch one at a time
+                for c in buf:
+                    yield c, single(c)
+                return
+            yield from zip(buf, got)
+
+        per_row = 1 if rows.weights.neighborhood else 0
+        buf, nrows = [], 0
+        for cfg in cfgs:
+            buf.append(cfg)
+            nrows += 1 + per_row * len(cfg)
+            if len(buf) >= BATCH_CONFIGURATIONS or nrows >= BATCH_ROWS:
+                yield from flush(buf)
+                buf, nrows = [], 0
+        if buf:
             yield from flush(buf)
 
     def grade(self, cfg):

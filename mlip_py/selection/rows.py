@@ -298,3 +298,83 @@ class RowFunction:
             mtp.check_types(types)  # raises MlipError with MTP's wording for bad types
             raise
         return out
+
+    @property
+    def lean(self):
+        """True when the rows need no force/stress Jacobians (:meth:`many` batches them)."""
+        return self._lean
+
+    def many(self, cfgs, num_threads=1, single=None):
+        """Rows of each configuration of a list: ``[f(cfg) for cfg in cfgs]``, faster.
+
+        The configurations with 1 to :data:`~mlip_py.potential.neighbors.DIRECT_MAX_ATOMS`
+        atoms are evaluated together by one compiled kernel (all-pairs neighbour search,
+        then energy-gradient rows: ``Kernel.energy_rows_direct``), in parallel over
+        configurations with ``num_threads`` OpenMP threads, each configuration by one
+        thread.  Their rows are bit for bit those
+        of ``RowFunction(mtp, weights, num_threads=1)(cfg)``, whatever ``num_threads``.
+        Every other configuration (and any the kernels decline: a cell that needs the
+        cell list, a malformed configuration, an error to report) is passed to
+        ``single`` (default: this function), one at a time, in order.
+
+        Returns a list of ``(k, n)`` arrays (views of one block for the batched ones).
+        """
+        single = self if single is None else single
+        res = [None] * len(cfgs)
+        if self._lean and cfgs:
+            self._many_direct(cfgs, num_threads, res)
+        for k, cfg in enumerate(cfgs):
+            if res[k] is None:
+                res[k] = single(cfg)
+        return res
+
+    def _many_direct(self, cfgs, num_threads, res):
+        from ..potential import neighbors as nbmod
+
+        limit = nbmod.DIRECT_MAX_ATOMS
+        sel, lats, poss, typs, counts = [], [], [], [], []
+        for k, cfg in enumerate(cfgs):
+            n = len(cfg)
+            if not 0 < n <= limit:
+                continue
+            lat, pos, typ = cfg.lattice, cfg.positions, cfg.types
+            if not (getattr(lat, "shape", None) == (3, 3) and getattr(pos, "shape", None) == (n, 3)
+                    and getattr(typ, "shape", None) == (n,)):
+                continue  # the one-at-a-time path converts or reports it
+            sel.append(k)
+            lats.append(lat)
+            poss.append(pos)
+            typs.append(typ)
+            counts.append(n)
+        if not sel:
+            return
+        mtp = self.mtp
+        try:
+            lat = np.ascontiguousarray(lats, dtype=np.float64)
+            pos = np.ascontiguousarray(np.concatenate(poss), dtype=np.float64)
+            typ = np.ascontiguousarray(np.concatenate(typs), dtype=np.int64)
+        except (TypeError, ValueError):
+            return
+        if typ.min() < 0 or typ.max() >= mtp.params.species_count:
+            return  # reported, worded as usual, by the one-at-a-time path
+        b = len(sel)
+        starts = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        nrow = np.asarray(counts, dtype=np.int64) if self._nbh else np.zeros(b, dtype=np.int64)
+        nrow += self._energy != 0.0
+        row_starts = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(nrow, out=row_starts[1:])
+        energy = self._energy
+        scales = np.full(b, energy) if self._molecules else \
+            energy / np.asarray(counts, dtype=np.float64)
+        out = np.zeros((int(row_starts[-1]), self._npar))
+        status = np.zeros(b, dtype=np.int8)
+        radial, species, moment = mtp._coeffs()
+        mtp.kernel.energy_rows_direct(radial, species, moment, lat, pos, typ, starts,
+                                      nbmod.MAX_IMAGES, scales, out, row_starts, self._nbh,
+                                      energy != 0.0, status, max(1, int(num_threads)))
+        skip = status
+        for j, k in enumerate(sel):
+            if not skip[j]:
+                res[k] = out[row_starts[j]:row_starts[j + 1]]
+

@@ -189,3 +189,4 @@ def test_pbc_from_rows_and_csr_only(rng):
         short = K.build_direct(lat, pos, None, rc, MAX_IMAGES, False)
         assert len(short) == 3
         assert all(a.tobytes() == b.tobytes() for a, b in zip(want[:3], short))
+

@@ -234,3 +234,39 @@ def test_lean_rows_errors_as_generic_path(mo):
         both.lattice[2] = both.lattice[1]
         with pytest.raises(MlipError, match="species"):
             f(both)
+
+
+@pytest.mark.parametrize("w", LEAN_WEIGHTS)
+def test_many_equals_one_thread_rows(golden, mo, w):
+    """RowFunction.many (batched kernels, parallel over configurations) = the one-thread
+    rows of each configuration, bit for bit, for 1, 2 and 3 threads; configurations it
+    does not batch (no atoms, > 96 atoms, far coordinates) go to ``single``; a bad one
+    is reported by ``single`` at its place."""
+    cfgs = read_cfg(golden("train_Mo.cfg"))[:20] + [bcc(reps=1), bcc(reps=4, seed=3)]
+    cl = bcc(reps=2, seed=5)
+    cl.lattice = np.zeros((3, 3))
+    slab = bcc(reps=2, seed=6)
+    slab.lattice[2] = 0.0
+    far = bcc(reps=2, seed=7)
+    far.positions = far.positions + 1e9
+    cfgs += [cl, slab, Configuration(lattice=np.eye(3)), far, bcc(reps=3, seed=8)]
+    one = RowFunction(mo, w, num_threads=1)
+    want = [one(c) for c in cfgs]
+    passed = []
+
+    def single(cfg):
+        passed.append(cfg)
+        return one(cfg)
+
+    for threads in (1, 2, 3):
+        passed.clear()
+        got = RowFunction(mo, w).many(cfgs, threads, single)
+        assert len(got) == len(cfgs)
+        for g, x in zip(got, want):
+            assert g.shape == x.shape and g.tobytes() == x.tobytes()
+        assert {id(c) for c in passed} == {id(c) for c in cfgs if len(c) == 0 or len(c) > 96
+                                           or c is far}
+    bad = bcc(reps=1)
+    bad.types[1] = 1
+    with pytest.raises(MlipError, match="species"):
+        RowFunction(mo, w).many(cfgs[:3] + [bad], 2)
