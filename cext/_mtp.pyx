@@ -439,15 +439,31 @@ cdef void energy_grad_atom(const Tab* T, Work* W, int ti, int nn, double scale,
     """out += scale * dV_i/dtheta (needs forward, backward, radial_h)."""
     cdef int j, mu, b, cap = W.cap, R = T.R, K = T.K
     cdef Py_ssize_t base
-    cdef double hv
-    for j in range(nn):
-        base = (<Py_ssize_t>(ti * T.C + W.tj[j])) * K * R
+    cdef double hv, acc
+    cdef const double* hm
+    cdef const double* qb
+    if T.C == 1:
+        # one species: each entry sums its terms in neighbour order in a register (the
+        # same additions in the same order as the general loop below, so the same bits)
         for mu in range(K):
-            hv = scale * W.h[mu * cap + j]
-            if hv == 0.0:
-                continue
+            hm = W.h + mu * cap
             for b in range(R):
-                out[base + mu * R + b] += hv * W.Q[b * cap + j]
+                qb = W.Q + b * cap
+                acc = out[mu * R + b]
+                for j in range(nn):
+                    hv = scale * hm[j]
+                    if hv != 0.0:
+                        acc = acc + hv * qb[j]
+                out[mu * R + b] = acc
+    else:
+        for j in range(nn):
+            base = (<Py_ssize_t>(ti * T.C + W.tj[j])) * K * R
+            for mu in range(K):
+                hv = scale * W.h[mu * cap + j]
+                if hv == 0.0:
+                    continue
+                for b in range(R):
+                    out[base + mu * R + b] += hv * W.Q[b * cap + j]
     base = (<Py_ssize_t>T.C) * T.C * K * R
     out[base + ti] += scale
     base += T.C
