@@ -4,6 +4,7 @@ Exit codes: 0 success; 1 an error in the input or the run (one line on stderr na
 file, line and what was expected); 2 a usage error (unknown option, wrong argument
 count); 130 interrupted with Ctrl-C.
 """
+import gc
 import importlib
 import sys
 
@@ -60,6 +61,10 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(f"mlip_py.cli.{COMMANDS[name][0]}")
+        # the objects made by the imports so far (modules, functions, classes) live as
+        # long as the process: move them out of the cyclic collector's generations, so
+        # that its full collections during long reads do not traverse them again
+        gc.freeze()
         return module.command
 
     def format_commands(self, ctx, formatter):
