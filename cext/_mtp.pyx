@@ -270,7 +270,12 @@ cdef void prep(const Tab* T, Work* W, int ti, int nn, Py_ssize_t p0,
                     y = y + cf[mu * R + b] * W.dQ[b * cap + j]
                 W.f[mu * cap + j] = x
                 W.fd[mu * cap + j] = y
-    # monomials of the unit vector; monomial 0 = 1
+    monomials(T, W, nn)
+
+
+cdef inline void monomials(const Tab* T, Work* W, int nn) noexcept nogil:
+    """Monomials of the unit vectors (monomial 0 = 1)."""
+    cdef int j, m, cap = W.cap
     for j in range(nn):
         W.mono[j] = 1.0
     for m in range(1, T.nmono):
@@ -282,7 +287,7 @@ cdef void prep_values(const Tab* T, Work* W, int ti, int nn, const double* xi,
                       const double* env, const double* rc) noexcept nogil:
     """The value part of :func:`prep` (Q, f, monomials) with the same operations in the
     same order, without the r-derivatives."""
-    cdef int j, b, mu, m, cap = W.cap, R = T.R, K = T.K
+    cdef int j, b, mu, cap = W.cap, R = T.R, K = T.K
     cdef double x, c0
     cdef double* Qb
     cdef const double* cf
@@ -311,11 +316,7 @@ cdef void prep_values(const Tab* T, Work* W, int ti, int nn, const double* xi,
                 for b in range(R):
                     x = x + cf[mu * R + b] * W.Q[b * cap + j]
                 W.f[mu * cap + j] = x
-    for j in range(nn):
-        W.mono[j] = 1.0
-    for m in range(1, T.nmono):
-        mult_into(W.mono + m * cap, W.mono + T.mono_par[m] * cap,
-                  W.u + T.mono_comp[m] * cap, nn)
+    monomials(T, W, nn)
 
 
 cdef inline void cheb_value_step(double* t2, const double* t1, const double* t0,

@@ -39,6 +39,33 @@ def _golden_prefix(path):
     return lines[:end + 1]
 
 
+def _pretraining_log(pot, db, lines, n_iter):
+    """Append to ``lines`` what ``mlp train --init-params=same`` logs up to pre-training
+    BFGS iteration ``n_iter - 1`` (linear start, Rescale blocks, loss lines)."""
+    params = read_mtp(pot)
+    cfgs = read_configurations(db)
+    tr = Trainer(params, cfgs, TrainOptions(init_params="same", num_threads=1), log=lines.append)
+    tr._initialise()
+    tr._prepare()
+    tr.train_linear()
+    tr.rescale()
+    lines.append("Pre-training started")
+    tr.bfgs(n_iter)
+    tr.close()
+
+
+def _assert_log_line(a, b, cond_rel):
+    """Log lines equal, except a Rescale line's condition number (same scaling text,
+    number to ``cond_rel`` relative)."""
+    if "condition number" in a and a != b:
+        sa, ca = re.findall(r"= ([^,]+)", a)
+        sb, cb = re.findall(r"= ([^,]+)", b)
+        assert sa == sb
+        assert float(ca) == pytest.approx(float(cb), rel=cond_rel)
+    else:
+        assert a == b
+
+
 def test_pretraining_start_matches_golden_nacl(golden):
     """--init-params=same on the golden NaCl template: Rescale blocks and BFGS iter 0.
 
@@ -51,30 +78,15 @@ def test_pretraining_start_matches_golden_nacl(golden):
     exactly, the condition numbers to 2 % and the first loss to 0.1 %.
     """
     ref = _golden_prefix(golden("train_NaCl_l08.log"))
-    params = read_mtp(golden("untrained_08_NaCl.mtp"))
-    cfgs = read_configurations(golden("train_NaCl.cfg"))
     lines = ["MTPR from untrained_08_NaCl.mtp, Database: train_NaCl.cfg"]
-    tr = Trainer(params, cfgs, TrainOptions(init_params="same", num_threads=1), log=lines.append)
-    tr._initialise()
-    tr._prepare()
-    tr.train_linear()
-    tr.rescale()
-    lines.append("Pre-training started")
-    tr.bfgs(1)
-    tr.close()
+    _pretraining_log(golden("untrained_08_NaCl.mtp"), golden("train_NaCl.cfg"), lines, 1)
     # the first 8 Rescale blocks take clear decisions (neighbouring condition numbers
     # differ by more than the noise); the 9th block of the golden log is a near tie
     # (16.48 vs 16.44) that rounding may decide either way, so compare up to there
     n_cmp = 1 + 8 * 7
     assert len(lines) > n_cmp and len(ref) > n_cmp
     for a, b in zip(lines[:n_cmp], ref[:n_cmp]):
-        if "condition number" in a:
-            sa, ca = re.findall(r"= ([^,]+)", a)
-            sb, cb = re.findall(r"= ([^,]+)", b)
-            assert sa == sb
-            assert float(ca) == pytest.approx(float(cb), rel=2e-2)
-        else:
-            assert a == b
+        _assert_log_line(a, b, cond_rel=2e-2)
     k = next(i for i, s in enumerate(lines) if s.startswith("BFGS iter 0"))
     assert lines[k - 1] == "MTPR serial(?!?) training started"
     assert lines[k - 2] == "Pre-training started"
@@ -94,29 +106,14 @@ def test_pretraining_matches_golden_mo(golden, level, n_iter):
     ``BFGS iter k: f=...`` identical in all printed digits, iteration 0 included.
     """
     ref = golden(f"train_Mo_l{level}.log").read_text().splitlines()
-    params = read_mtp(golden(f"untrained_{level}_Mo.mtp"))
-    cfgs = read_configurations(golden("train_Mo.cfg"))
     lines = ref[:2]
-    tr = Trainer(params, cfgs, TrainOptions(init_params="same", num_threads=1), log=lines.append)
-    tr._initialise()
-    tr._prepare()
-    tr.train_linear()
-    tr.rescale()
-    lines.append("Pre-training started")
-    tr.bfgs(n_iter)
-    tr.close()
+    _pretraining_log(golden(f"untrained_{level}_Mo.mtp"), golden("train_Mo.cfg"), lines, n_iter)
     k = next(i for i, s in enumerate(ref) if s == f"BFGS iter {n_iter - 1}" or
              s.startswith(f"BFGS iter {n_iter - 1}:"))
     assert len(lines) > k
     n_bfgs = 0
     for a, b in zip(lines[:k + 1], ref[:k + 1]):
-        if "condition number" in a and a != b:
-            sa, ca = re.findall(r"= ([^,]+)", a)
-            sb, cb = re.findall(r"= ([^,]+)", b)
-            assert sa == sb
-            assert float(ca) == pytest.approx(float(cb), rel=1e-5)
-        else:
-            assert a == b
+        _assert_log_line(a, b, cond_rel=1e-5)
         n_bfgs += a.startswith("BFGS iter")
     assert n_bfgs == n_iter
 
