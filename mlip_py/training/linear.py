@@ -282,6 +282,27 @@ def normal_equations(data, weights, comps, exact_order=None, chunk_elems=4_000_0
     return a, acc[len(iu[0]):]
 
 
+def _config_rows_function(mtp, data, weights, num_threads):
+    """``rows(q)``: the weighted-problem row blocks of local configuration ``q``
+    (:func:`_config_rows` from :func:`config_components`, one configuration at a time)."""
+    c = mtp.params.species_count
+    n = c + mtp.params.alpha_scalar_moments
+    row_w = _row_weights(data, weights)
+    targets = _targets(data, repulsive_base(mtp, data, num_threads))
+
+    def config_rows(q):
+        counts, e, f, v = config_components(mtp, data, q, num_threads)
+        s = len(e)
+        f_rows = np.zeros((f.shape[1] * 3, n))
+        f_rows[:, c:] = f.reshape(s, -1).T
+        v_rows = np.zeros((9, n))
+        v_rows[:, c:] = v.reshape(s, 9).T
+        return _config_rows(data, weights, q, np.concatenate([counts, e]), f_rows, v_rows,
+                            row_w, targets)
+
+    return config_rows
+
+
 def normal_equations_blocked(mtp, data, weights, comm=None, num_threads=1, exact_order=None):
     """Global normal equations ``(A, b)`` of the linear sub-problem (every rank gets them).
 
@@ -301,18 +322,7 @@ def normal_equations_blocked(mtp, data, weights, comm=None, num_threads=1, exact
     if exact_order is None:
         exact_order = n <= EXACT_MAX
     _, n_blocks = data.block_layout(comm)
-    row_w = _row_weights(data, weights)
-    targets = _targets(data, repulsive_base(mtp, data, num_threads))
-
-    def config_rows(q):
-        counts, e, f, v = config_components(mtp, data, q, num_threads)
-        s = len(e)
-        f_rows = np.zeros((f.shape[1] * 3, n))
-        f_rows[:, c:] = f.reshape(s, -1).T
-        v_rows = np.zeros((9, n))
-        v_rows[:, c:] = v.reshape(s, 9).T
-        return _config_rows(data, weights, q, np.concatenate([counts, e]), f_rows, v_rows,
-                            row_w, targets)
+    config_rows = _config_rows_function(mtp, data, weights, num_threads)
 
     if exact_order:
         ntri = n * (n + 1) // 2
@@ -453,10 +463,14 @@ def rescale(model, data, weights, comm=None, num_threads=1, log=print, exact_ord
 def least_squares(mtp, data, weights, comm=None, num_threads=1, cond_limit=COND_LIMIT):
     """Weighted least squares for the species and moment coefficients (``--linear``).
 
-    The weighted rows are gathered on every rank (their number is small: 1 + 3N + 9 per
-    configuration), the columns equilibrated, and the problem solved by QR.  If the
-    condition number of the equilibrated matrix exceeds ``cond_limit`` a
-    :class:`ConvergenceWarning` naming it is issued and a minimum-norm solution with
+    The weighted system ``[A | b]`` (rows ``sqrt(w) * [J | y]``) is reduced by a
+    tall-skinny QR in the order of the reduction blocks (:mod:`.parallel`): each block's
+    rows are triangularised, and the triangular factors are stacked and triangularised
+    again block after block (:meth:`block_fold`), so serial and MPI runs do the same
+    operations and only (n + 1)^2 numbers travel between ranks.  The final factor
+    ``[R | Q^T b]`` is column-equilibrated (column norms of ``R`` are those of ``A``) and
+    solved.  If the condition number of the equilibrated matrix exceeds ``cond_limit``
+    a :class:`ConvergenceWarning` naming it is issued and a minimum-norm solution with
     singular values below ``1/cond_limit`` discarded is returned instead.
 
     Returns
@@ -465,30 +479,47 @@ def least_squares(mtp, data, weights, comm=None, num_threads=1, cond_limit=COND_
     cond : float
         Condition number of the column-equilibrated weighted matrix.
     """
-    comps = linear_components(mtp, data, num_threads)
-    j, w, y, _ = _rows(data, weights, comps)
-    sw = np.sqrt(w)
-    a = j * sw[:, None]
-    rhs = y * sw
-    if comm is not None and comm.is_mpi:
-        # normal-equation sized exchange: R factors are combined through A^T A and A^T b
-        ata = comm.allreduce_sum(a.T @ a)
-        atb = comm.allreduce_sum(a.T @ rhs)
-        a, rhs = _chol_factor_rows(ata, atb)
-    n = a.shape[1]
-    if a.shape[0] == 0:
+    from .parallel import SerialComm
+
+    comm = comm or SerialComm()
+    n = mtp.params.species_count + mtp.params.alpha_scalar_moments
+    k = n + 1
+    _, n_blocks = data.block_layout(comm)
+    config_rows = _config_rows_function(mtp, data, weights, num_threads)
+
+    def produce(b):
+        q0, q1 = data.block_range(comm, b)
+        blocks = []
+        for q in range(q0, q1):
+            blocks += config_rows(q)
+        j, w, y, _ = _stack(blocks, n)
+        m = np.empty((len(w), k))
+        sw = np.sqrt(w)
+        m[:, :n] = j * sw[:, None]
+        m[:, n] = y * sw
+        out = np.zeros(k * k + 1)
+        out[:k * k] = _triangular_factor(m, k).ravel()
+        out[-1] = len(w)
+        return out
+
+    def fold(acc, part):
+        out = np.empty_like(acc)
+        out[:k * k] = _triangular_factor(
+            np.vstack([acc[:k * k].reshape(k, k), part[:k * k].reshape(k, k)]), k).ravel()
+        out[-1] = acc[-1] + part[-1]
+        return out
+
+    acc = comm.block_fold(n_blocks, produce, fold, np.zeros(k * k + 1))
+    if acc[-1] == 0:
         raise ValueError("no reference data to fit (no energies, forces or stresses)")
-    norms = np.sqrt(np.einsum("ij,ij->j", a, a))
+    rb = acc[:k * k].reshape(k, k)
+    r, qtb = rb[:n, :n], rb[:n, n]
+    norms = np.sqrt(np.einsum("ij,ij->j", r, r))
     zero = norms == 0
     norms[zero] = 1.0
-    ae = a / norms
-    q, r = np.linalg.qr(ae, mode="reduced")
+    r = r / norms
     sv = np.linalg.svd(r, compute_uv=False)
-    if len(sv) < n or sv[-1] == 0:          # fewer equations than unknowns / singular
-        cond = float("inf")
-    else:
-        cond = float(sv[0] / sv[-1])
-    qtb = q.T @ rhs
+    cond = float("inf") if acc[-1] < n or sv[-1] == 0 else float(sv[0] / sv[-1])
     if cond > cond_limit or np.any(zero):
         warnings.warn(f"the linear least-squares problem is ill-conditioned (condition number "
                       f"{cond:.3e}{', ' + str(int(zero.sum())) + ' coefficient(s) with no data' if zero.any() else ''}); "
@@ -505,12 +536,13 @@ def least_squares(mtp, data, weights, comm=None, num_threads=1, cond_limit=COND_
     return xi, cond
 
 
-def _chol_factor_rows(ata, atb):
-    """Rows (R, rhs) with R^T R = ata and R^T rhs = atb (for the MPI reduction)."""
-    evals, evecs = np.linalg.eigh((ata + ata.T) / 2)
-    evals = np.clip(evals, 0.0, None)
-    r = (evecs * np.sqrt(evals)).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(evals > 0, 1.0 / np.sqrt(evals), 0.0)
-    rhs = inv * (evecs.T @ atb)
-    return r, rhs
+def _triangular_factor(m, k):
+    """The (k, k) upper-triangular factor R of ``m = Q R`` (zero rows added when ``m``
+    has fewer than k rows)."""
+    out = np.zeros((k, k))
+    if m.shape[0]:
+        r = np.linalg.qr(m, mode="r")
+        out[:r.shape[0]] = r
+    return out
+
+

@@ -10,6 +10,7 @@ from mlip_py.potential.mtp import MTP
 from mlip_py.training import linear as lin
 from mlip_py.training.bfgs import BFGS
 from mlip_py.training.loss import LossWeights, TrainingData, efs_merged
+from mlip_py.training.parallel import BLOCK_SIZE
 
 
 def onehot_components(mtp, data):
@@ -171,6 +172,14 @@ def test_least_squares_fits_and_warns(emt_cfgs, rng, small_params):
     # optimality: weighted residual orthogonal to the columns
     j, wt, y, _ = lin._rows(data, w, lin.linear_components(mtp, data))
     assert np.abs(j.T @ (wt * (j @ xi - y))).max() < 1e-8 * np.abs(j.T @ (wt * y)).max()
+    # several reduction blocks (block-ordered TSQR): the least-squares solution
+    many = TrainingData([c for _ in range(4) for c in emt_cfgs][:40], p.max_dist)
+    assert many.n_cfg > 2 * BLOCK_SIZE
+    xi_m, _ = lin.least_squares(mtp, many, w)
+    j, wt, y, _ = lin._rows(many, w, lin.linear_components(mtp, many))
+    sw = np.sqrt(wt)
+    ref, *_ = np.linalg.lstsq(j * sw[:, None], y * sw, rcond=None)
+    assert np.abs(xi_m - ref).max() < 1e-8 * np.abs(ref).max()
     # one configuration only: rank deficient -> warning with the condition number
     one = TrainingData(emt_cfgs[:1], p.max_dist)
     with pytest.warns(lin.ConvergenceWarning, match="condition number"):

@@ -22,12 +22,12 @@ N_CFG = 40          # 3 blocks of 16: rank 0 gets blocks 0 and 2, rank 1 block 1
 MAX_ITER = 10
 
 
-def _train(cmd_prefix, workdir, name, threads):
+def _train(cmd_prefix, workdir, name, threads, extra=()):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     cmd = cmd_prefix + [
         sys.executable, "-m", "mlip_py.cli.main", "-q", "train", "untrained.mtp", "train.cfg",
         "--init-params=same", f"--max-iter={MAX_ITER}", f"--trained-pot-name={name}.mtp",
-        f"--report-json={name}.json", f"--threads={threads}"]
+        f"--report-json={name}.json", f"--threads={threads}", *extra]
     res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr
     return res.stdout, json.loads((workdir / f"{name}.json").read_text()), \
@@ -59,3 +59,18 @@ def test_two_rank_training_equals_serial(golden, tmp_path, mpiexec):
     # in fact the runs are identical: every printed number and the error report
     assert _numbers(out_m) == _numbers(out_s)
     assert out_m.split("* * * TRAIN ERRORS * * *")[1] == out_s.split("* * * TRAIN ERRORS * * *")[1]
+
+
+def test_two_rank_linear_fit_equals_serial(golden, tmp_path, mpiexec):
+    """``--linear`` (block-ordered TSQR): the same coefficients under ``mpiexec -n 2``."""
+    cfgs = read_configurations(golden("train_Mo.cfg"))[:N_CFG]
+    write_configurations(tmp_path / "train.cfg", cfgs, fmt="txt")
+    (tmp_path / "untrained.mtp").write_bytes(golden("untrained_08_Mo.mtp").read_bytes())
+    _, rep_s, pot_s = _train([], tmp_path, "serial", threads=1, extra=["--linear"])
+    _, rep_m, pot_m = _train([mpiexec, "-n", "2"], tmp_path, "mpi", threads=1, extra=["--linear"])
+    theta_s, theta_m = pot_s.get_params(), pot_m.get_params()
+    assert np.max(np.abs(theta_m - theta_s)) <= 1e-10 * np.max(np.abs(theta_s))
+    e_s = rep_s["errors"]["train"]["energy_per_atom"]["rmse"]
+    e_m = rep_m["errors"]["train"]["energy_per_atom"]["rmse"]
+    assert abs(e_m - e_s) <= 1e-10 * abs(e_s)
+
