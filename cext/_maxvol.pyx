@@ -33,7 +33,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cython.parallel cimport prange
 
-from _blas cimport gemm_rm
+import numpy as np
 
 cdef enum:
     _CONVERGED = 0   # max grade <= threshold
@@ -166,11 +166,12 @@ cdef double _swap_core(double* A, double* invA, double* B, double* X, double* M,
     return g
 
 
-def grades_block(const double[:, ::1] B, const double[:, ::1] invA, double[:, ::1] work,
-                 double[::1] gmax, int64_t[::1] gcol):
-    """Grades of the rows of one block: ``work[:m] = B @ invA`` (dgemm), then per row the
-    max |entry| into ``gmax[:m]`` and its first column into ``gcol[:m]``.
+def grades_block(B, invA, work, double[::1] gmax, int64_t[::1] gcol):
+    """Grades of the rows of one block: ``work[:m] = B @ invA`` (one BLAS dgemm through
+    ``numpy.matmul``: the BLAS numpy already loaded), then per row the max |entry| into
+    ``gmax[:m]`` and its first column into ``gcol[:m]``.
 
+    ``B`` (m, n), ``invA`` (n, n) and ``work`` (>= m, n) are C-contiguous float64 arrays;
     ``work`` may be the final ``X`` matrix (it then holds ``B @ invA`` afterwards).
     """
     cdef Py_ssize_t m = B.shape[0], n = B.shape[1]
@@ -180,10 +181,10 @@ def grades_block(const double[:, ::1] B, const double[:, ::1] invA, double[:, ::
         raise ValueError("grades_block: output buffers too small")
     if m == 0:
         return
+    cdef double[:, ::1] x = work
+    np.matmul(B, invA, out=work[:m])
     with nogil:
-        gemm_rm(<int>m, <int>n, <int>n, &B[0, 0], <int>n, &invA[0, 0], <int>n,
-                0.0, &work[0, 0], <int>n)
-        _scan_rows(&work[0, 0], m, n, &gmax[0], &gcol[0], NULL)
+        _scan_rows(&x[0, 0], m, n, &gmax[0], &gcol[0], NULL)
 
 
 def row_absmax(const double[:, ::1] X, double[::1] rowmax, int64_t[::1] rowcol,

@@ -28,7 +28,7 @@ Conventions (mlip-formats.md §5)
   replaying them in order with physical row exchanges on the original ``B`` and ``A``
   reproduces the final state.
 
-Only numpy/scipy are imported at module import; the compiled kernels are loaded on
+Only numpy is imported at module import; the compiled kernels are loaded on
 first use.
 """
 from __future__ import annotations
@@ -52,29 +52,6 @@ _STOP_CONVERGED, _STOP_MAX_SWAPS, _STOP_BOUND = 0, 1, 2
 
 _K = None
 _LAPACK = None
-
-
-def _lapack():
-    """SciPy's LAPACK wrappers (``dgetrf``, ``dgecon``, ``dgetri``).
-
-    ``scipy.linalg.lapack`` re-exports the functions of the extension module
-    ``scipy.linalg._flapack``; importing it the normal way first runs all of
-    ``scipy/linalg/__init__.py`` (array-API layers, ...: 0.1-0.2 s of start-up for every
-    ``mlp select-add``).  The extension file is loaded by itself instead (same functions,
-    same results); any problem falls back to the normal import.
-    """
-    global _LAPACK
-    if _LAPACK is None:
-        from .._cext import load_extension_file
-
-        try:
-            mod = load_extension_file("scipy.linalg._flapack")
-        except Exception:  # pragma: no cover - the normal import path takes over
-            mod = None
-        if mod is None or not all(hasattr(mod, f) for f in ("dgetrf", "dgecon", "dgetri")):
-            from scipy.linalg import lapack as mod
-        _LAPACK = mod
-    return _LAPACK
 
 
 def _kernels():
@@ -262,21 +239,24 @@ class MaxVol:
 
     def refresh(self):
         """Recompute ``A^-1`` by LU; SelectionError if ``A`` is singular."""
-        lapack = _lapack()
         if not np.isfinite(self.A).all():
             raise SelectionError("active-set matrix contains NaN or infinite entries")
         anorm = float(np.max(np.abs(self.A).sum(axis=0)))
-        lu, piv, info = lapack.dgetrf(self.A)
-        if info > 0 or anorm == 0.0:
+        if anorm == 0.0:
             raise SelectionError("active-set matrix is singular (zero pivot in LU)")
-        rcond, info = lapack.dgecon(lu, anorm, norm="1")
-        if info != 0 or not rcond > _EPS:
+        try:
+            with np.errstate(all="ignore"):
+                inv = np.linalg.inv(self.A)  # LAPACK dgesv (LU with partial pivoting)
+        except np.linalg.LinAlgError:
+            raise SelectionError("active-set matrix is singular (zero pivot in LU)") from None
+        if not np.isfinite(inv).all():
+            raise SelectionError("inverse of the active-set matrix failed or overflowed")
+        # reciprocal 1-norm condition number (exact, from the inverse at hand)
+        rcond = 1.0 / (anorm * float(np.max(np.abs(inv).sum(axis=0))))
+        if not rcond > _EPS:
             raise SelectionError(
                 f"active-set matrix is singular to working precision (rcond = {rcond:.3g})"
             )
-        inv, info = lapack.dgetri(lu, piv)
-        if info != 0 or not np.isfinite(inv).all():
-            raise SelectionError("inverse of the active-set matrix failed or overflowed")
         self.invA = np.ascontiguousarray(inv)
         self._baseline = self.check()
 

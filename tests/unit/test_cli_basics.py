@@ -61,9 +61,9 @@ def test_help_does_not_import_numpy():
 
 
 def test_calc_grade_start_up_imports(tmp_path):
-    """The selection hot path loads BLAS without SciPy's package __init__ and without
-    logging (start-up time of every calc-grade/select-add in a bash loop); SciPy imported
-    afterwards in the same process is the complete package."""
+    """The selection hot path imports neither SciPy (numpy's BLAS and LAPACK serve the
+    maxvol kernels) nor logging: start-up time of every calc-grade/select-add in a bash
+    loop."""
     root = Path(__file__).resolve().parents[2]
     pot = root / "configs" / "untrained" / "08.mtp"
     cfg = root / "sample_data" / "cu_train.cfg"
@@ -74,9 +74,7 @@ def test_calc_grade_start_up_imports(tmp_path):
         "try:\n    main(argv)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "bad = sorted(m for m in ('scipy', 'logging', 'Cython') if m in sys.modules)\n"
         "assert not bad, bad\n"
-        "assert 'scipy.linalg.cython_blas' in sys.modules\n"
-        "import numpy as np, scipy, scipy.linalg\n"
-        "assert scipy.linalg.solve(np.eye(2), np.ones(2)).tolist() == [1.0, 1.0]\n"
+        "assert not [m for m in sys.modules if m.startswith('scipy')]\n"
         "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path)
