@@ -4,9 +4,29 @@ A failed or interrupted write never leaves a half-written or truncated target:
 either the old file (if any) stays as it was, or the complete new file replaces it.
 """
 import contextlib
+import itertools
 import os
-import shutil
-import tempfile
+
+
+_counter = itertools.count()
+
+
+def _create_temporary(directory, prefix, suffix):
+    """Create a new empty file ``directory/prefix<unique>suffix`` (mode 0600, exclusive
+    creation, as ``tempfile.mkstemp``; without importing :mod:`tempfile`, which costs
+    every short ``mlp`` run a few milliseconds) and return its path."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(1000):
+        name = os.path.join(directory, f"{prefix}{os.getpid():x}{next(_counter):x}"
+                                       f"{os.urandom(4).hex()}{suffix}")
+        try:
+            fd = os.open(name, flags, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(f"no usable temporary file name in {directory}")
 
 
 @contextlib.contextmanager
@@ -21,11 +41,12 @@ def atomic_path(path, copy_existing=False):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
+    tmp = _create_temporary(directory, "." + os.path.basename(path) + ".", ".tmp")
     try:
         existed = copy_existing and os.path.exists(path) and os.path.getsize(path) > 0
         if existed:
+            import shutil
+
             shutil.copyfile(path, tmp)
         yield tmp, existed
         try:

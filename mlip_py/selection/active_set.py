@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -98,6 +97,8 @@ class RowStore:
     Rows are appended with their owner id; :meth:`blocks` reads them back in blocks of
     at most ``block_rows`` rows through ``np.memmap`` windows that are unmapped after
     each block, so resident memory stays O(block_rows * n) however many rows are stored.
+    The files are created when the write buffer (``block_rows`` rows) first fills: a
+    store that never holds more rows than that stays in memory.
 
     Parameters
     ----------
@@ -116,10 +117,10 @@ class RowStore:
         self.n = int(n)
         self.block_rows = max(1, int(block_rows))
         self.rows = 0
-        self._rf = tempfile.TemporaryFile(prefix="mlip_py_rows_", dir=directory)
-        self._of = tempfile.TemporaryFile(prefix="mlip_py_owners_", dir=directory)
-        self._vf = tempfile.TemporaryFile(prefix="mlip_py_values_", dir=directory) \
-            if values else None
+        self._directory = directory
+        self._values = bool(values)
+        self._rf = self._of = self._vf = None   # created by the first _flush
+        self._memory = False                    # finished without files: rows in _wbuf
         self._wbuf = np.empty((self.block_rows, self.n))
         self._obuf = np.empty(self.block_rows, dtype=np.int64)
         self._vbuf = np.empty(self.block_rows) if values else None
@@ -141,8 +142,19 @@ class RowStore:
                 fh.close()
         self._rf = self._of = self._vf = None
 
+    def _open_files(self):
+        import tempfile
+
+        d = self._directory
+        self._rf = tempfile.TemporaryFile(prefix="mlip_py_rows_", dir=d)
+        self._of = tempfile.TemporaryFile(prefix="mlip_py_owners_", dir=d)
+        self._vf = tempfile.TemporaryFile(prefix="mlip_py_values_", dir=d) \
+            if self._values else None
+
     def _flush(self):
         if self._fill:
+            if self._rf is None:
+                self._open_files()
             self._rf.write(memoryview(self._wbuf[:self._fill]).cast("B"))
             self._of.write(memoryview(self._obuf[:self._fill]).cast("B"))
             if self._vf is not None:
@@ -186,6 +198,9 @@ class RowStore:
 
     def finish(self):
         """Flush the write buffer (call before reading)."""
+        if self._rf is None:
+            self._memory = True   # everything fits the write buffer: keep it there
+            return
         self._flush()
         self._rf.flush()
         self._of.flush()
@@ -200,7 +215,10 @@ class RowStore:
             self._rblk = np.empty((self.block_rows, self.n))
             self._oblk = np.empty(self.block_rows, dtype=np.int64)
         rb, ob = self._rblk[:k], self._oblk[:k]
-        if k:
+        if k and self._memory:
+            rb[...] = self._wbuf[start:stop]
+            ob[...] = self._obuf[start:stop]
+        elif k:
             mm = np.memmap(self._rf, dtype=np.float64, mode="r", offset=8 * self.n * start,
                            shape=(k, self.n))
             rb[...] = mm
@@ -213,10 +231,12 @@ class RowStore:
 
     def values_block(self, start, stop):
         """The stored values of rows ``start:stop`` (a new array)."""
-        if self._vf is None:
+        if not self._values:
             raise SelectionError("this row store keeps no values")
         if stop <= start:
             return np.empty(0)
+        if self._memory:
+            return self._vbuf[start:stop].copy()
         mv = np.memmap(self._vf, dtype=np.float64, mode="r", offset=8 * start,
                        shape=(stop - start,))
         out = np.array(mv)

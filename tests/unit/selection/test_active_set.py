@@ -231,9 +231,12 @@ def test_small_source_read_once_same_result(golden, monkeypatch):
     assert results[0] == results[1]
 
 
-def test_row_store_blocks(tmp_path, rng):
+@pytest.mark.parametrize("sizes,on_disk", [((3, 0, 9, 1, 12), True), ((3, 0, 2, 1), False)])
+def test_row_store_blocks(tmp_path, rng, sizes, on_disk):
+    """Rows come back in order in blocks of at most block_rows, from the temporary files
+    or, when they never filled the write buffer, from memory (no files made)."""
     with RowStore(5, block_rows=7, directory=tmp_path, values=True) as st:
-        rows = [rng.normal(size=(k, 5)) for k in (3, 0, 9, 1, 12)]
+        rows = [rng.normal(size=(k, 5)) for k in sizes]
         for i, r in enumerate(rows):
             st.append(r, i, value=10.0 + i)
         st.finish()
@@ -244,7 +247,8 @@ def test_row_store_blocks(tmp_path, rng):
         own = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
         np.testing.assert_array_equal(np.concatenate([o for _, o in got]), own)
         np.testing.assert_array_equal(st.values_block(0, len(own)), 10.0 + own)
-        assert st.peak_block_rows == 7
+        assert st.peak_block_rows == min(7, len(own))
+        assert (st._rf is not None) == on_disk
 
 
 def test_memory_bounded_in_number_of_candidates(golden, monkeypatch):
