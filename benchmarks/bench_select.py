@@ -13,7 +13,9 @@ max_dist 5.0, R 8) with MLIP-2's default coefficients (the cost does not depend 
 coefficient values).
 
 Each command runs in a child process, ``OMP_NUM_THREADS=--threads``; wall time is the
-median of ``--repeat`` runs after one warm-up run, peak memory the child's maximum
+median of ``--repeat`` runs after one warm-up run (the start-up floors and the level-8
+and 10 commands are run in turn, round after round, so that the slow phases of a shared
+machine affect them alike), peak memory the child's maximum
 resident set size (``os.wait4`` rusage ``ru_maxrss``, the largest of the runs); the CPU
 time (user + system, median) is printed too: on a busy machine it is the better measure
 of the single-threaded cost (wall = CPU on an idle machine with one thread).  Then the
@@ -72,10 +74,23 @@ def run_child(argv, env, cwd):
 
 
 def measure(argv, env, cwd, repeat):
-    runs = [run_child(argv, env, cwd) for _ in range(repeat + 1)]
-    use = runs[1:] if repeat else runs
-    return (statistics.median(r[0] for r in use), max(r[1] for r in runs),
-            statistics.median(r[2] for r in use))
+    return measure_interleaved([argv], env, cwd, repeat)[0]
+
+
+def measure_interleaved(argvs, env, cwd, repeat):
+    """``measure`` of several commands run in turn (one warm-up each, then ``repeat``
+    rounds of all of them), so that a slow phase of a shared machine hits every command
+    alike; one ``(wall median, peak MiB, CPU median)`` per command."""
+    runs = [[run_child(a, env, cwd)] for a in argvs]
+    for _ in range(repeat):
+        for a, r in zip(argvs, runs):
+            r.append(run_child(a, env, cwd))
+    out = []
+    for r in runs:
+        use = r[1:] if repeat else r
+        out.append((statistics.median(x[0] for x in use), max(x[1] for x in r),
+                    statistics.median(x[2] for x in use)))
+    return out
 
 
 def main():
@@ -133,12 +148,6 @@ def main():
                   ("calc-grade, 1 cfg (level 8)",
                    mlp + ["calc-grade", os.path.join(golden, "Mo_l08.mtp"), one, one, "o.cfg",
                           "--als-filename=o.als"])]
-        for label, argv in floors:
-            wall, mib, cpu = measure(argv, env, tmp, max(args.repeat, 5))
-            print(f"start-up floor: {label:<28} wall {wall:.3f} s  CPU {cpu:.3f} s  "
-                  f"peak {mib:.1f} MiB", flush=True)
-        print(hdr)
-        print("-" * len(hdr))
         pots = {}
         for level in levels:
             if level in (8, 10):
@@ -158,17 +167,27 @@ def main():
             return mlp + ["select-add", pots[level], train, inp, "diff.cfg",
                           "--als-filename=t2.als", "--selected-filename=sel.cfg"]
 
-        for level in levels:
-            rep = args.repeat if level <= 10 else max(1, min(args.repeat, 3))
-            row("calc-grade", level, "cfg", 1000,
-                measure(calc_grade(level, cand), env, tmp, rep))
+        # the start-up floors and the level-8/10 runs are interleaved (see
+        # measure_interleaved); levels 16 and 20 are run after them
+        cases = []
+        for level in [lv for lv in levels if lv <= 10]:
+            cases.append((("calc-grade", level, "cfg"), calc_grade(level, cand)))
             if level == 10:
-                row("calc-grade", level, "nbh", 1000,
-                    measure(calc_grade(level, cand, ["--nbh-weight=1", "--energy-weight=0"]),
-                            env, tmp, rep))
-            if level in (8, 10):
-                row("select-add", level, "cfg", 1000,
-                    measure(select_add(level, cand), env, tmp, rep))
+                cases.append((("calc-grade", level, "nbh"),
+                              calc_grade(level, cand, ["--nbh-weight=1", "--energy-weight=0"])))
+            cases.append((("select-add", level, "cfg"), select_add(level, cand)))
+        res = measure_interleaved([a for _, a in floors] + [a for _, a in cases], env, tmp,
+                                  max(args.repeat, 5))
+        for (label, _), (wall, mib, cpu) in zip(floors, res):
+            print(f"start-up floor: {label:<28} wall {wall:.3f} s  CPU {cpu:.3f} s  "
+                  f"peak {mib:.1f} MiB", flush=True)
+        print(hdr)
+        print("-" * len(hdr))
+        for (key, _), r in zip(cases, res[len(floors):]):
+            row(*key, 1000, r)
+        for level in [lv for lv in levels if lv > 10]:
+            row("calc-grade", level, "cfg", 1000,
+                measure(calc_grade(level, cand), env, tmp, max(1, min(args.repeat, 3))))
 
         if not args.skip_big:
             big = os.path.join(tmp, f"candidates_Mo_{args.big}.cfg")
