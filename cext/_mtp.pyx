@@ -55,6 +55,10 @@ cdef extern from "_mtp_core.h" nogil:
                        const double *mult, const double *M)
 
 cdef double REPULS_MULT = 10000.0  # RBChebyshev_repuls pair term prefactor
+# atoms per block of the energy gradient's ordered sum (Kernel.energy_grad, per_atom False;
+# Kernel.energy_rows_direct): results independent of the thread count
+cdef Py_ssize_t ENERGY_BLOCK = 64
+ENERGY_BLOCK_ATOMS = ENERGY_BLOCK
 
 
 def max_threads():
@@ -472,6 +476,20 @@ cdef void energy_grad_atom(const Tab* T, Work* W, int ti, int nn, double scale,
         out[base + mu] += scale * W.M[T.mapping[mu]]
 
 
+cdef inline void energy_atom(const Tab* T, Work* W, Py_ssize_t i, const int64_t[::1] offsets,
+                             const int64_t* tp, const int64_t* ip, const double* vp,
+                             const double* radial, const double* moment,
+                             double* out) noexcept nogil:
+    """out += dV_i/dtheta (the per-atom steps of the energy gradient)."""
+    cdef int ti = <int>tp[i]
+    cdef int nn = <int>(offsets[i + 1] - offsets[i])
+    prep(T, W, ti, nn, offsets[i], tp, ip, vp, radial, False)
+    forward(T, W, nn)
+    backward(T, W, moment)
+    radial_h(T, W, nn)
+    energy_grad_atom(T, W, ti, nn, 1.0, out)
+
+
 cdef void tangent_grad(const Tab* T, Work* W, int ti, int nn, double scale,
                        double* out) noexcept nogil:
     """out += scale * d/dtheta [ sum_j w_j . dV_i/dr_ij ]  (w in W.w).
@@ -684,6 +702,7 @@ cdef struct Scratch:
     int64_t* offs
     int64_t* idx
     double* vec
+    double* part       # (npar,) one block's energy-gradient sum (energy rows of > 64 atoms)
 
 
 cdef Scratch* scratch_alloc(Py_ssize_t maxn) noexcept nogil:
@@ -706,6 +725,7 @@ cdef void scratch_free(Scratch* S) noexcept nogil:
         free(S.blk)
         free(S.idx)
         free(S.vec)
+        free(S.part)
         free(S)
 
 
@@ -721,6 +741,7 @@ cdef int direct_rows_one(const Tab* T, Scratch* S, const double* lat, const doub
     cdef int st, nn, ti
     cdef const Pair* pr
     cdef double* row
+    cdef double* acc
     if S == NULL:
         return DIRECT_NOMEM
     st = _direct_pairs(lat, NULL, pos, na, cutoff, max_images, &S.buf, &S.bcap, S.blk,
@@ -762,7 +783,18 @@ cdef int direct_rows_one(const Tab* T, Scratch* S, const double* lat, const doub
             S.vec[3 * (p + k) + 1] = pr.y
             S.vec[3 * (p + k) + 2] = pr.z
     row = out + (na if per_atom else 0) * npar
+    # the energy row is summed as Kernel.energy_grad sums it: blocks of ENERGY_BLOCK
+    # atoms, each from +0.0 in atom order, added in block order (one block: directly)
+    acc = row
+    if energy and na > ENERGY_BLOCK:
+        if S.part == NULL:
+            S.part = <double*> malloc(npar * sizeof(double))
+            if S.part == NULL:
+                return DIRECT_NOMEM
+        acc = S.part
     for i in range(na):
+        if energy and acc != row and i % ENERGY_BLOCK == 0:
+            memset(acc, 0, npar * sizeof(double))
         ti = <int>types[i]
         nn = <int>(S.offs[i + 1] - S.offs[i])
         prep(T, S.W, ti, nn, S.offs[i], types, S.idx, S.vec, radial, False)
@@ -772,7 +804,10 @@ cdef int direct_rows_one(const Tab* T, Scratch* S, const double* lat, const doub
         if per_atom:
             energy_grad_atom(T, S.W, ti, nn, 1.0, out + i * npar)
         if energy:
-            energy_grad_atom(T, S.W, ti, nn, 1.0, row)
+            energy_grad_atom(T, S.W, ti, nn, 1.0, acc)
+            if acc != row and (i % ENERGY_BLOCK == ENERGY_BLOCK - 1 or i == na - 1):
+                for k in range(npar):
+                    row[k] = row[k] + acc[k]
     if energy:
         for k in range(npar):
             row[k] = row[k] * scale
@@ -1044,15 +1079,17 @@ cdef class Kernel:
 
         IN: coefficients, types, neighbour list.
         OUT: ``per_atom`` True: ``out`` (N, n) row i = dV_i/dtheta.  False: ``out``
-        (n_threads, n) zero-initialised, row t = thread t's partial sum of dE/dtheta
-        (sum the rows); n_threads is the value actually used (see :func:`threads_for`).
+        (1, n) zero-initialised, row 0 = dE/dtheta, summed block by block: the atoms in
+        blocks of ENERGY_BLOCK, each block accumulated in atom order from +0.0 by one
+        thread, the block sums added in block order; so the result does not depend on
+        the number of threads (one block: the plain sum in atom order).
         Site energies of the repulsive term do not depend on theta.
         """
         self._check(radial, species, moment, types, offsets, index, vectors)
-        cdef Py_ssize_t n = types.shape[0], i
+        cdef Py_ssize_t n = types.shape[0], i, b, k, nblk = (n + ENERGY_BLOCK - 1) // ENERGY_BLOCK
         cdef int nt = _nthreads(num_threads, n)
         if out.shape[1] != self.n_params or (per_atom and out.shape[0] != n) or \
-                (not per_atom and out.shape[0] < nt):
+                (not per_atom and out.shape[0] < 1):
             raise ValueError("output array has the wrong shape")
         cdef int cap = _max_nn(offsets), nn, ti
         cdef int failed = 0
@@ -1064,25 +1101,41 @@ cdef class Kernel:
         cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
         cdef double* op = &out[0, 0]
         cdef Py_ssize_t npar = self.n_params
+        cdef double* part = NULL
         if n == 0:
             return
-        with nogil, parallel(num_threads=nt):
-            W = work_alloc(T, cap)
-            if W == NULL:
-                failp[0] = 1
-            else:
-                for i in prange(n, schedule="dynamic", chunksize=16):
-                    ti = <int>tp[i]
-                    nn = <int>(offsets[i + 1] - offsets[i])
-                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0], False)
-                    forward(T, W, nn)
-                    backward(T, W, &moment[0])
-                    radial_h(T, W, nn)
-                    if per_atom:
-                        energy_grad_atom(T, W, ti, nn, 1.0, op + i * npar)
-                    else:
-                        energy_grad_atom(T, W, ti, nn, 1.0, op + threadid() * npar)
-                work_free(W)
+        if per_atom:
+            with nogil, parallel(num_threads=nt):
+                W = work_alloc(T, cap)
+                if W == NULL:
+                    failp[0] = 1
+                else:
+                    for i in prange(n, schedule="dynamic", chunksize=16):
+                        energy_atom(T, W, i, offsets, tp, ip, vp, &radial[0], &moment[0],
+                                    op + i * npar)
+                    work_free(W)
+        else:
+            if nblk > 1:
+                part = <double*> calloc(nblk * npar, sizeof(double))
+                if part == NULL:
+                    raise MemoryError("MTP kernel: cannot allocate work buffers")
+            if nblk < nt:
+                nt = <int> nblk
+            with nogil, parallel(num_threads=nt):
+                W = work_alloc(T, cap)
+                if W == NULL:
+                    failp[0] = 1
+                else:
+                    for b in prange(nblk, schedule="dynamic", chunksize=1):
+                        for i in range(b * ENERGY_BLOCK, min(n, (b + 1) * ENERGY_BLOCK)):
+                            energy_atom(T, W, i, offsets, tp, ip, vp, &radial[0], &moment[0],
+                                        op if part == NULL else part + b * npar)
+                    work_free(W)
+            if part != NULL:
+                for b in range(nblk):
+                    for k in range(npar):
+                        op[k] = op[k] + part[b * npar + k]
+                free(part)
         if failed:
             raise MemoryError("MTP kernel: cannot allocate work buffers")
 

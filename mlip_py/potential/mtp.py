@@ -219,12 +219,12 @@ class MTP:
         return e, f, np.stack([v[:, a, b] for a, b in VOIGT], axis=1)
 
     def energy_gradient(self, cfg, neighbors=None, num_threads=None):
-        """dE/dtheta, (n,)."""
+        """dE/dtheta, (n,); the same bits for any number of threads (block-ordered sum)."""
         types, offsets, index, vectors = self._arrays(cfg, neighbors)
-        nt = _mtp.threads_for(self._threads(num_threads), len(types))
-        out = np.zeros((nt, self.n_params))
-        self.kernel.energy_grad(*self._coeffs(), types, offsets, index, vectors, out, False, nt)
-        return out.sum(axis=0)
+        out = np.zeros((1, self.n_params))
+        self.kernel.energy_grad(*self._coeffs(), types, offsets, index, vectors, out, False,
+                                self._threads(num_threads))
+        return out[0]
 
     def site_energy_gradients(self, cfg, neighbors=None, num_threads=None):
         """dV_i/dtheta for every atom, (N, n)."""

@@ -232,10 +232,9 @@ class RowFunction:
     """
 
     __slots__ = ("mtp", "weights", "num_threads", "_lean", "_npar", "_nbh", "_energy",
-                 "_molecules", "_csr", "_threads_for")
+                 "_molecules", "_csr")
 
     def __init__(self, mtp, weights, num_threads=None):
-        from ..potential.mtp import _mtp
         from ..potential.neighbors import csr_for
 
         self.mtp = mtp
@@ -247,7 +246,6 @@ class RowFunction:
         self._energy = weights.energy
         self._molecules = weights.weighting == "molecules"
         self._csr = csr_for
-        self._threads_for = _mtp.threads_for
 
     def __call__(self, cfg):
         if not self._lean:
@@ -280,20 +278,10 @@ class RowFunction:
                 kernel.energy_grad(radial, species, moment, types, offsets, index, vectors,
                                    out[:n_atoms] if energy != 0.0 else out, True, threads)
             if energy != 0.0:
-                scale = energy if self._molecules else energy / n_atoms
-                nt = self._threads_for(threads, n_atoms)
                 row = out[k - 1:]
-                if nt == 1:
-                    # the kernel accumulates from +0.0, so its sum is never -0.0 and equals
-                    # the generic path's out.sum(axis=0) of this single row
-                    kernel.energy_grad(radial, species, moment, types, offsets, index,
-                                       vectors, row, False, 1)
-                    row *= scale
-                else:
-                    part = np.zeros((nt, npar))
-                    kernel.energy_grad(radial, species, moment, types, offsets, index,
-                                       vectors, part, False, nt)
-                    np.multiply(part.sum(axis=0), scale, out=row[0])
+                kernel.energy_grad(radial, species, moment, types, offsets, index, vectors,
+                                   row, False, threads)
+                row *= energy if self._molecules else energy / n_atoms
         except ValueError:
             mtp.check_types(types)  # raises MlipError with MTP's wording for bad types
             raise
