@@ -361,8 +361,7 @@ class RowFunction:
         mtp.kernel.energy_rows_direct(radial, species, moment, lat, pos, typ, starts,
                                       nbmod.MAX_IMAGES, scales, out, row_starts, self._nbh,
                                       energy != 0.0, status, max(1, int(num_threads)))
-        skip = status
         for j, k in enumerate(sel):
-            if not skip[j]:
+            if not status[j]:
                 res[k] = out[row_starts[j]:row_starts[j + 1]]
 
