@@ -113,6 +113,24 @@ cdef inline int64_t _iceil(double x) noexcept nogil:
     return t + (<double> t < x)
 
 
+cdef inline Pair* _grow_pairs(Pair* out, Py_ssize_t cap) noexcept nogil:
+    """``out`` (``cap`` pairs) reallocated to ``2 cap`` pairs, or NULL when out of memory
+    (``out`` then unchanged and still valid)."""
+    return <Pair*> realloc(out, 2 * cap * sizeof(Pair))
+
+
+cdef inline void _set_pair(Pair* pp, int64_t j, int64_t n0, int64_t n1, int64_t n2,
+                           double x, double y, double z, double d) noexcept nogil:
+    pp.j = j
+    pp.n0 = n0
+    pp.n1 = n1
+    pp.n2 = n2
+    pp.x = x
+    pp.y = y
+    pp.z = z
+    pp.d = d
+
+
 # status codes of _direct_pairs
 cdef enum:
     DIRECT_OK = 0
@@ -154,7 +172,6 @@ cdef int _direct_pairs(const double* latin, const unsigned char* pbc, const doub
     cdef double* fr
     cdef Pair* out = bufp[0]
     cdef Pair* grown
-    cdef Pair* pp
     cdef double vol, est
     for a in range(3):
         if pbc == NULL:
@@ -283,24 +300,18 @@ cdef int _direct_pairs(const double* latin, const unsigned char* pbc, const doub
                         if not (dist < rc):
                             continue
                         if total >= cap:
-                            grown = <Pair*> realloc(out, 2 * cap * sizeof(Pair))
+                            grown = _grow_pairs(out, cap)
                             if grown == NULL:
+                                bufp[0] = out
+                                capp[0] = cap
                                 free(fr)
                                 return DIRECT_NOMEM
                             out = grown
                             cap = 2 * cap
-                            bufp[0] = out
-                            capp[0] = cap
-                        pp = &out[total]
-                        pp.j = j
-                        pp.n0 = n0
-                        pp.n1 = n1
-                        pp.n2 = n2
-                        pp.x = x
-                        pp.y = y
-                        pp.z = z
-                        pp.d = dist
+                        _set_pair(&out[total], j, n0, n1, n2, x, y, z, dist)
                         total += 1
         counts[i] = total - blk[i]
     free(fr)
+    bufp[0] = out
+    capp[0] = cap
     return DIRECT_OK

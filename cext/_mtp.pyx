@@ -58,7 +58,6 @@ cdef double REPULS_MULT = 10000.0  # RBChebyshev_repuls pair term prefactor
 # atoms per block of the energy gradient's ordered sum (Kernel.energy_grad, per_atom False;
 # Kernel.energy_rows_direct): results independent of the thread count
 cdef Py_ssize_t ENERGY_BLOCK = 64
-ENERGY_BLOCK_ATOMS = ENERGY_BLOCK
 
 
 def max_threads():
@@ -476,17 +475,30 @@ cdef void energy_grad_atom(const Tab* T, Work* W, int ti, int nn, double scale,
         out[base + mu] += scale * W.M[T.mapping[mu]]
 
 
-cdef inline void energy_atom(const Tab* T, Work* W, Py_ssize_t i, const int64_t[::1] offsets,
+cdef inline int energy_steps(const Tab* T, Work* W, Py_ssize_t i, const int64_t* offsets,
                              const int64_t* tp, const int64_t* ip, const double* vp,
                              const double* radial, const double* moment,
-                             double* out) noexcept nogil:
-    """out += dV_i/dtheta (the per-atom steps of the energy gradient)."""
+                             int* nn_out) noexcept nogil:
+    """The per-atom steps of the energy gradient up to energy_grad_atom (value-only
+    basis, moments, dV/dM, radial h) for atom ``i``; returns its type, ``*nn_out`` = its
+    neighbour count."""
     cdef int ti = <int>tp[i]
     cdef int nn = <int>(offsets[i + 1] - offsets[i])
     prep(T, W, ti, nn, offsets[i], tp, ip, vp, radial, False)
     forward(T, W, nn)
     backward(T, W, moment)
     radial_h(T, W, nn)
+    nn_out[0] = nn
+    return ti
+
+
+cdef inline void energy_atom(const Tab* T, Work* W, Py_ssize_t i, const int64_t* offsets,
+                             const int64_t* tp, const int64_t* ip, const double* vp,
+                             const double* radial, const double* moment,
+                             double* out) noexcept nogil:
+    """out += dV_i/dtheta."""
+    cdef int nn
+    cdef int ti = energy_steps(T, W, i, offsets, tp, ip, vp, radial, moment, &nn)
     energy_grad_atom(T, W, ti, nn, 1.0, out)
 
 
@@ -795,12 +807,7 @@ cdef int direct_rows_one(const Tab* T, Scratch* S, const double* lat, const doub
     for i in range(na):
         if energy and acc != row and i % ENERGY_BLOCK == 0:
             memset(acc, 0, npar * sizeof(double))
-        ti = <int>types[i]
-        nn = <int>(S.offs[i + 1] - S.offs[i])
-        prep(T, S.W, ti, nn, S.offs[i], types, S.idx, S.vec, radial, False)
-        forward(T, S.W, nn)
-        backward(T, S.W, moment)
-        radial_h(T, S.W, nn)
+        ti = energy_steps(T, S.W, i, S.offs, types, S.idx, S.vec, radial, moment, &nn)
         if per_atom:
             energy_grad_atom(T, S.W, ti, nn, 1.0, out + i * npar)
         if energy:
@@ -1111,7 +1118,7 @@ cdef class Kernel:
                     failp[0] = 1
                 else:
                     for i in prange(n, schedule="dynamic", chunksize=16):
-                        energy_atom(T, W, i, offsets, tp, ip, vp, &radial[0], &moment[0],
+                        energy_atom(T, W, i, &offsets[0], tp, ip, vp, &radial[0], &moment[0],
                                     op + i * npar)
                     work_free(W)
         else:
@@ -1128,7 +1135,7 @@ cdef class Kernel:
                 else:
                     for b in prange(nblk, schedule="dynamic", chunksize=1):
                         for i in range(b * ENERGY_BLOCK, min(n, (b + 1) * ENERGY_BLOCK)):
-                            energy_atom(T, W, i, offsets, tp, ip, vp, &radial[0], &moment[0],
+                            energy_atom(T, W, i, &offsets[0], tp, ip, vp, &radial[0], &moment[0],
                                         op if part == NULL else part + b * npar)
                     work_free(W)
             if part != NULL:

@@ -116,7 +116,6 @@ cdef Py_ssize_t _search(Py_ssize_t n, const double* pos, const double* L, const 
     """
     cdef Pair* out = out_p[0]
     cdef Pair* grown
-    cdef Pair* pp
     cdef Py_ssize_t cap = cap_p[0], total = 0, start, t, sidx
     cdef bint p0 = per[0], p1 = per[1], p2 = per[2]
     cdef double L00 = L[0], L01 = L[1], L02 = L[2]
@@ -209,21 +208,14 @@ cdef Py_ssize_t _search(Py_ssize_t n, const double* pos, const double* L, const 
                         if not (dist < rc):
                             continue
                         if total >= cap:
-                            grown = <Pair*> realloc(out, 2 * cap * sizeof(Pair))
+                            grown = _grow_pairs(out, cap)
                             if grown == NULL:
                                 out_p[0] = out
+                                cap_p[0] = cap
                                 return -1
                             out = grown
                             cap = 2 * cap
-                        pp = &out[total]
-                        pp.j = j
-                        pp.n0 = n0
-                        pp.n1 = n1
-                        pp.n2 = n2
-                        pp.x = x
-                        pp.y = y
-                        pp.z = z
-                        pp.d = dist
+                        _set_pair(&out[total], j, n0, n1, n2, x, y, z, dist)
                         total += 1
         _sort_block(&out[start], total - start)
         blk[i] = start
