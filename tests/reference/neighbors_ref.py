@@ -70,3 +70,48 @@ def to_csr(lattice, positions, pbc, cutoff):
     vectors = np.array([pairs[k][0] for k in keys], dtype=np.float64).reshape(-1, 3)
     distances = np.array([pairs[k][1] for k in keys], dtype=np.float64)
     return offsets, index, vectors, distances, shifts
+
+
+def random_cell(rng, kind, n_atoms=(2, 9), size=(2.0, 7.0), tilt=1.0, cubic=(2.5, 8.0),
+                tiny_atoms=(1, 3), spread=2.5, unwrap=40, cutoff=(2.0, 6.0)):
+    """A random test system ``(lattice, positions, pbc, cutoff)`` of one kind.
+
+    Kinds: ``cubic``, ``triclinic`` (default), ``skewed`` (strongly sheared),
+    ``left_handed``, ``tiny`` (cell smaller than the cutoff), ``slab``, ``wire``,
+    ``cluster``, ``unwrapped`` (atoms up to ``unwrap`` cells away), ``far`` (near 1e5 A:
+    round-off of fractional coordinates), ``lattice_points`` (atoms on lattice points and
+    bin boundaries).  Ranges are half-open ``(low, high)`` as numpy's generators take them;
+    non-periodic rows are zero and their atoms Gaussian with standard deviation
+    ``spread``.
+    """
+    n = int(rng.integers(*n_atoms))
+    lat = np.diag(rng.uniform(*size, 3)) + rng.normal(scale=tilt, size=(3, 3))
+    pbc = np.ones(3, bool)
+    if kind == "cubic":
+        lat = np.eye(3) * rng.uniform(*cubic)
+    elif kind == "skewed":
+        lat = np.array([[5.0, 0, 0], [4.6, 1.2, 0], [0.3, 4.4, 1.1]]) * rng.uniform(0.8, 1.5)
+    elif kind == "left_handed":
+        lat = lat[[1, 0, 2]] if np.linalg.det(lat) > 0 else lat
+    elif kind == "tiny":
+        lat = np.diag(rng.uniform(1.2, 2.5, 3)) + rng.normal(scale=0.3, size=(3, 3))
+        n = int(rng.integers(*tiny_atoms))
+    elif kind == "slab":
+        pbc = np.array([True, True, False])
+    elif kind == "wire":
+        pbc = np.array([False, True, False])
+    elif kind == "cluster":
+        pbc = np.zeros(3, bool)
+    lat[~pbc] = 0.0
+    if pbc.all():
+        pos = rng.random((n, 3)) @ lat
+    else:
+        pos = rng.normal(scale=spread, size=(n, 3))
+    if kind == "unwrapped":
+        pos = pos + rng.integers(-unwrap, unwrap + 1, size=(n, 3)) @ lat
+    if kind == "far":
+        lat = np.diag(rng.uniform(2.5, 9.0, 3)) + rng.normal(scale=0.5, size=(3, 3))
+        pos = rng.random((n, 3)) @ lat + 1e5
+    if kind == "lattice_points":
+        pos = rng.integers(-2, 3, size=(n, 3)) @ lat * 0.5
+    return lat, pos, pbc, float(rng.uniform(*cutoff))

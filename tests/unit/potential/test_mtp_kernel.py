@@ -38,6 +38,17 @@ L10_TIMES = [[0, 0, 1, 25], [1, 1, 1, 26], [2, 2, 1, 26], [3, 3, 1, 26], [1, 4, 
 L10_MAPPING = [0, 20, 24, 25, 26, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40]
 
 
+def rattled_bcc(rng, reps, a=3.16):
+    """bcc supercell of reps^3 cubic cells (2 reps^3 atoms), positions rattled by 0.05 A,
+    random types 0/1."""
+    grid = np.array([[i, j, k] for i in range(reps) for j in range(reps) for k in range(reps)],
+                    float)
+    n = 2 * len(grid)
+    pos = np.vstack([grid, grid + 0.5]) * a + rng.normal(scale=0.05, size=(n, 3))
+    return Configuration(lattice=np.eye(3) * reps * a, positions=pos,
+                         types=rng.integers(0, 2, n))
+
+
 def level10(rng, species=1, rbtype="RBChebyshev", min_dist=1.8, max_dist=5.0, scaling=1.0):
     p = MTPParams(species_count=species, radial_basis_type=rbtype, min_dist=min_dist,
                   max_dist=max_dist, radial_basis_size=8, radial_funcs_count=3, scaling=scaling,
@@ -349,10 +360,7 @@ def test_threads_and_reused_skin_list(rng):
     from mlip_py.potential.neighbors import build_neighbors
 
     p = level10(rng, 2)
-    a = 3.16
-    grid = np.array([[i, j, k] for i in range(4) for j in range(4) for k in range(4)], float)
-    pos = np.vstack([grid, grid + 0.5]) * a + rng.normal(scale=0.05, size=(128, 3))
-    cfg = Configuration(lattice=np.eye(3) * 4 * a, positions=pos, types=rng.integers(0, 2, 128))
+    cfg = rattled_bcc(rng, 4)
     e1, f1, s1, v1 = MTP(p, num_threads=1).calc_efs(cfg)
     mtp2 = MTP(p, num_threads=2)
     e2, f2, s2, v2 = mtp2.calc_efs(cfg)
@@ -464,10 +472,7 @@ def test_basis_efs_templates_and_self_images(rng):
 def test_basis_efs_independent_of_threads_and_chunks(rng):
     """The fixed summation order makes threads and the pair-buffer chunking invisible."""
     p = level10(rng, 2)
-    a = 3.16
-    grid = np.array([[i, j, k] for i in range(3) for j in range(3) for k in range(3)], float)
-    pos = np.vstack([grid, grid + 0.5]) * a + rng.normal(scale=0.05, size=(54, 3))
-    cfg = Configuration(lattice=np.eye(3) * 3 * a, positions=pos, types=rng.integers(0, 2, 54))
+    cfg = rattled_bcc(rng, 3)
     mtp = MTP(p)
     types, offsets, index, vectors = mtp._arrays(cfg, None)
     s = p.alpha_scalar_moments

@@ -15,7 +15,7 @@ from mlip_py.errors import ConfigError
 from mlip_py.potential.neighbors import NeighborList, build_neighbors, neighbors_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "reference"))
-from neighbors_ref import to_csr  # noqa: E402
+from neighbors_ref import random_cell, to_csr  # noqa: E402
 
 A_MO = 3.16
 
@@ -57,40 +57,13 @@ def fcc(a, reps):
 
 
 # ------------------------------------------------------------------ random systems
-def _random_case(rng, kind):
-    n = int(rng.integers(2, 9))
-    lat = np.diag(rng.uniform(2.0, 7.0, 3)) + rng.normal(scale=1.0, size=(3, 3))
-    pbc = np.ones(3, bool)
-    if kind == "cubic":
-        lat = np.eye(3) * rng.uniform(2.5, 8.0)
-    elif kind == "left_handed":
-        lat = lat[[1, 0, 2]] if np.linalg.det(lat) > 0 else lat
-    elif kind == "tiny":
-        lat = np.diag(rng.uniform(1.2, 2.5, 3)) + rng.normal(scale=0.3, size=(3, 3))
-        n = int(rng.integers(1, 3))
-    elif kind == "slab":
-        pbc = np.array([True, True, False])
-    elif kind == "wire":
-        pbc = np.array([False, True, False])
-    elif kind == "cluster":
-        pbc = np.zeros(3, bool)
-    lat[~pbc] = 0.0
-    if pbc.all():
-        pos = rng.random((n, 3)) @ lat
-    else:
-        pos = rng.normal(scale=2.5, size=(n, 3))
-    if kind == "unwrapped":
-        pos = pos + rng.integers(-40, 41, size=(n, 3)) @ lat
-    return lat, pos, pbc, float(rng.uniform(2.0, 6.0))
-
-
 KINDS = ["cubic", "triclinic", "left_handed", "tiny", "slab", "wire", "cluster", "unwrapped"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_random_systems_match_oracle(kind, rng):
     for _ in range(8):
-        lat, pos, pbc, rc = _random_case(rng, kind)
+        lat, pos, pbc, rc = random_cell(rng, kind)
         if kind == "left_handed":
             assert np.linalg.det(lat) < 0
         nl = assert_same_as_oracle(lat, pos, pbc, rc)

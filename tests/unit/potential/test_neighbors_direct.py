@@ -4,6 +4,9 @@
 configurations; it must return exactly the cell list's arrays (same pairs, same order,
 same floating-point numbers), for every kind of cell, and the same errors.
 """
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,9 @@ from mlip_py.configuration import Configuration
 from mlip_py.errors import ConfigError
 from mlip_py.potential import neighbors as nbmod
 from mlip_py.potential.neighbors import MAX_IMAGES, build_neighbors, csr_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "reference"))
+from neighbors_ref import random_cell  # noqa: E402
 
 K = nbmod._kernel()
 
@@ -42,37 +48,10 @@ def assert_identical(lat, pos, pbc, rc):
 
 
 def random_case(rng, kind):
-    n = int(rng.integers(1, 40))
-    lat = np.diag(rng.uniform(2.0, 9.0, 3)) + rng.normal(scale=1.5, size=(3, 3))
-    pbc = np.ones(3, bool)
-    if kind == "cubic":
-        lat = np.eye(3) * rng.uniform(2.5, 10.0)
-    elif kind == "skewed":
-        lat = np.array([[5.0, 0, 0], [4.6, 1.2, 0], [0.3, 4.4, 1.1]]) * rng.uniform(0.8, 1.5)
-    elif kind == "left_handed":
-        lat = lat[[1, 0, 2]] if np.linalg.det(lat) > 0 else lat
-    elif kind == "tiny":
-        lat = np.diag(rng.uniform(1.2, 2.5, 3)) + rng.normal(scale=0.3, size=(3, 3))
-        n = int(rng.integers(1, 4))
-    elif kind == "slab":
-        pbc = np.array([True, True, False])
-    elif kind == "wire":
-        pbc = np.array([False, True, False])
-    elif kind == "cluster":
-        pbc = np.zeros(3, bool)
-    lat[~pbc] = 0.0
-    if pbc.all():
-        pos = rng.random((n, 3)) @ lat
-    else:
-        pos = rng.normal(scale=3.0, size=(n, 3))
-    if kind == "unwrapped":
-        pos = pos + rng.integers(-1000, 1001, size=(n, 3)) @ lat
-    if kind == "far":  # far from the origin: round-off of the fractional coordinates
-        lat = np.diag(rng.uniform(2.5, 9.0, 3)) + rng.normal(scale=0.5, size=(3, 3))
-        pos = rng.random((n, 3)) @ lat + 1e5
-    if kind == "lattice_points":  # atoms exactly on lattice points and bin boundaries
-        pos = rng.integers(-2, 3, size=(n, 3)) @ lat * 0.5
-    return lat, pos, pbc, float(rng.uniform(1.5, 7.0))
+    """Random systems of up to 39 atoms (the all-pairs kernel's size range)."""
+    return random_cell(rng, kind, n_atoms=(1, 40), size=(2.0, 9.0), tilt=1.5,
+                       cubic=(2.5, 10.0), tiny_atoms=(1, 4), spread=3.0, unwrap=1000,
+                       cutoff=(1.5, 7.0))
 
 
 KINDS = ["cubic", "triclinic", "skewed", "left_handed", "tiny", "slab", "wire", "cluster",
