@@ -17,8 +17,8 @@ Conventions
   ``(offsets, index, vectors)``; pairs at or beyond ``max_dist`` are ignored, so a list
   built with a skin can be reused.  Without one, a list is built with cutoff ``max_dist``.
 * Threads: ``num_threads`` (None or <= 0: the OpenMP default, i.e. ``OMP_NUM_THREADS``).
-  Results do not depend on the thread count except for the summation order of
-  parameter gradients (:meth:`MTP.basis_efs` is thread-count independent too).
+  Results do not depend on the thread count, except for the summation order of
+  :meth:`MTP.loss_gradient`.
 """
 from __future__ import annotations
 

@@ -30,9 +30,10 @@ Conventions
 * Rows of many configurations are computed with ``workers`` threads: energy-gradient
   rows of configurations of up to 96 atoms in batches by compiled kernels that run in
   parallel over configurations (:meth:`RowFunction.many`, one OpenMP thread per
-  configuration); force/stress rows by a pool of Python threads (the kernels release
-  the GIL; one OpenMP thread each); configurations of at least
-  :data:`BIG_CONFIGURATION` atoms in the calling thread with the MTP's OpenMP threads.
+  configuration), larger ones one at a time with the MTP's OpenMP threads; force/stress
+  rows by a pool of Python threads (the kernels release the GIL; one OpenMP thread
+  each), configurations of at least :data:`BIG_CONFIGURATION` atoms in the calling
+  thread with the MTP's OpenMP threads.
   Order and results do not depend on the number of workers.  Rows come from a
   :class:`~mlip_py.selection.rows.RowFunction` (kernels called directly, the same
   numbers as :func:`~mlip_py.selection.rows.configuration_rows`).
@@ -433,21 +434,15 @@ class ActiveSet:
     def _iter_rows_batched(self, cfgs, rows):
         """Energy-gradient rows (no force/stress rows): batches of small configurations
         in one parallel kernel call (:meth:`RowFunction.many`, ``workers`` threads, one
-        per configuration); the others one at a time, with one thread below
-        :data:`BIG_CONFIGURATION` atoms when ``workers`` > 1, as the pool path."""
-        workers = self.workers
-        small = RowFunction(self.mtp, self.weights, num_threads=1) if workers > 1 else rows
-
-        def single(cfg):
-            return small(cfg) if len(cfg) < BIG_CONFIGURATION else rows(cfg)
-
+        per configuration); the others one at a time with the MTP's threads (these rows
+        do not depend on the thread count)."""
         def flush(buf):
             try:
-                got = rows.many(buf, workers, single)
+                got = rows.many(buf, self.workers)
             except MlipError:
                 # report the error at its configuration: redo the batch one at a time
                 for c in buf:
-                    yield c, single(c)
+                    yield c, rows(c)
                 return
             yield from zip(buf, got)
 

@@ -51,7 +51,6 @@ DEFAULT_BLOCK_ROWS = 4096
 _STOP_CONVERGED, _STOP_MAX_SWAPS, _STOP_BOUND = 0, 1, 2
 
 _K = None
-_LAPACK = None
 
 
 def _kernels():

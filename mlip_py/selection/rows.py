@@ -299,8 +299,7 @@ class RowFunction:
         atoms are evaluated together by one compiled kernel (all-pairs neighbour search,
         then energy-gradient rows: ``Kernel.energy_rows_direct``), in parallel over
         configurations with ``num_threads`` OpenMP threads, each configuration by one
-        thread.  Their rows are bit for bit those
-        of ``RowFunction(mtp, weights, num_threads=1)(cfg)``, whatever ``num_threads``.
+        thread.  Their rows are bit for bit those of ``f(cfg)``, whatever ``num_threads``.
         Every other configuration (and any the kernels decline: a cell that needs the
         cell list, a malformed configuration, an error to report) is passed to
         ``single`` (default: this function), one at a time, in order.
