@@ -971,24 +971,34 @@ cdef class Kernel:
                      const double[::1] moment, const int64_t[::1] types,
                      const int64_t[::1] offsets, const int64_t[::1] index,
                      const double[:, ::1] vectors) except *:
-        if radial.shape[0] != self.n_radial or species.shape[0] != self.T.C or \
-                moment.shape[0] != self.T.S:
-            raise ValueError("coefficient arrays do not match the potential")
+        self._check_coeffs(radial, species, moment)
         cdef Py_ssize_t n = types.shape[0], p
         cdef int bad = 0
         if offsets.shape[0] != n + 1 or offsets[0] != 0 or offsets[n] != index.shape[0] or \
                 vectors.shape[0] != index.shape[0] or vectors.shape[1] != 3:
             raise ValueError("inconsistent neighbour list arrays")
+        self._check_types(types)  # reported first when both are wrong
         with nogil:
             for p in range(index.shape[0]):
                 if index[p] < 0 or index[p] >= n:
                     bad = 1
-            for p in range(n):
-                if types[p] < 0 or types[p] >= self.T.C:
-                    bad = 2
         if bad == 1:
             raise ValueError("neighbour index out of range")
-        if bad == 2:
+
+    cdef void _check_coeffs(self, const double[::1] radial, const double[::1] species,
+                            const double[::1] moment) except *:
+        if radial.shape[0] != self.n_radial or species.shape[0] != self.T.C or \
+                moment.shape[0] != self.T.S:
+            raise ValueError("coefficient arrays do not match the potential")
+
+    cdef void _check_types(self, const int64_t[::1] types) except *:
+        cdef Py_ssize_t p
+        cdef int bad = 0
+        with nogil:
+            for p in range(types.shape[0]):
+                if types[p] < 0 or types[p] >= self.T.C:
+                    bad = 1
+        if bad:
             raise ValueError("atom type out of range")
 
     # ------------------------------------------------------------------ entry points
@@ -1171,9 +1181,7 @@ cdef class Kernel:
         images, coordinates beyond 1e6, no memory): that configuration's rows are left
         zero and the caller evaluates it the usual way (which reports any error).
         """
-        if radial.shape[0] != self.n_radial or species.shape[0] != self.T.C or \
-                moment.shape[0] != self.T.S:
-            raise ValueError("coefficient arrays do not match the potential")
+        self._check_coeffs(radial, species, moment)
         cdef Py_ssize_t B = starts.shape[0] - 1, N = types.shape[0]
         cdef Py_ssize_t c, i, a0, na, maxn = 0
         cdef Py_ssize_t npar = self.n_params
@@ -1191,9 +1199,7 @@ cdef class Kernel:
                 raise ValueError("inconsistent batch arrays")
             if na > maxn:
                 maxn = na
-        for i in range(N):
-            if types[i] < 0 or types[i] >= self.T.C:
-                raise ValueError("atom type out of range")
+        self._check_types(types)
         if B == 0:
             return
         cdef int nt = num_threads if num_threads > 0 else mtp_max_threads()
