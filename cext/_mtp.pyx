@@ -821,6 +821,15 @@ cdef int direct_rows_one(const Tab* T, Scratch* S, const double* lat, const doub
     return 0
 
 
+cdef struct Nbl:
+    # a checked CSR neighbour list, as the kernels read it
+    Py_ssize_t n           # atoms
+    int cap                # largest neighbour count
+    const int64_t* tp      # types (N,), NULL when N == 0
+    const int64_t* ip      # neighbour index (M,), NULL when M == 0
+    const double* vp       # pair vectors (M, 3), NULL when M == 0
+
+
 cdef class Kernel:
     """Precomputed tables of one MTP structure (moments, contractions, radial basis).
 
@@ -967,12 +976,19 @@ cdef class Kernel:
         return self.T.nmono
 
     # ------------------------------------------------------------------ checks
-    cdef void _check(self, const double[::1] radial, const double[::1] species,
-                     const double[::1] moment, const int64_t[::1] types,
-                     const int64_t[::1] offsets, const int64_t[::1] index,
-                     const double[:, ::1] vectors) except *:
-        self._check_coeffs(radial, species, moment)
+    cdef Nbl _check(self, const double[::1] radial, const double[::1] species,
+                    const double[::1] moment, const int64_t[::1] types,
+                    const int64_t[::1] offsets, const int64_t[::1] index,
+                    const double[:, ::1] vectors) except *:
+        """Check coefficients and neighbour list (``species``/``moment`` None: radial
+        only); return the list's pointers and largest neighbour count."""
+        if species is None:
+            if radial.shape[0] != self.n_radial:
+                raise ValueError("coefficient arrays do not match the potential")
+        else:
+            self._check_coeffs(radial, species, moment)
         cdef Py_ssize_t n = types.shape[0], p
+        cdef Nbl L
         cdef int bad = 0
         if offsets.shape[0] != n + 1 or offsets[0] != 0 or offsets[n] != index.shape[0] or \
                 vectors.shape[0] != index.shape[0] or vectors.shape[1] != 3:
@@ -984,6 +1000,12 @@ cdef class Kernel:
                     bad = 1
         if bad == 1:
             raise ValueError("neighbour index out of range")
+        L.n = n
+        L.cap = _max_nn(offsets)
+        L.tp = &types[0] if n else NULL
+        L.ip = &index[0] if index.shape[0] else NULL
+        L.vp = &vectors[0, 0] if index.shape[0] else NULL
+        return L
 
     cdef void _check_coeffs(self, const double[::1] radial, const double[::1] species,
                             const double[::1] moment) except *:
@@ -1012,32 +1034,27 @@ cdef class Kernel:
         OUT: ``site_out`` (N,) V_i; ``dvdr_out`` (M, 3) dV_i/dr_ij per pair.
         Use :func:`accumulate_forces` to turn dvdr into forces and the virial.
         """
-        self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Nbl L = self._check(radial, species, moment, types, offsets, index, vectors)
         if site_out.shape[0] != types.shape[0] or dvdr_out.shape[0] != index.shape[0]:
             raise ValueError("output arrays have the wrong shape")
-        cdef Py_ssize_t n = types.shape[0], i
-        cdef int nt
-        cdef int cap = _max_nn(offsets), nn, ti
+        cdef Py_ssize_t n = L.n, i
+        cdef int nn, ti
         cdef int failed = 0
         cdef int* failp = &failed
         cdef Work* W = NULL
         cdef const Tab* T = &self.T
-        cdef const int64_t* tp = &types[0] if n else NULL
-        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
-        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
         cdef double* dp = &dvdr_out[0, 0] if index.shape[0] else NULL
         if n == 0:
             return
-        nt = _nthreads(num_threads, n)
-        with nogil, parallel(num_threads=nt):
-            W = work_alloc(T, cap)
+        with nogil, parallel(num_threads=_nthreads(num_threads, n)):
+            W = work_alloc(T, L.cap)
             if W == NULL:
                 failp[0] = 1
             else:
                 for i in prange(n, schedule="dynamic", chunksize=16):
-                    ti = <int>tp[i]
+                    ti = <int>L.tp[i]
                     nn = <int>(offsets[i + 1] - offsets[i])
-                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    prep(T, W, ti, nn, offsets[i], L.tp, L.ip, L.vp, &radial[0])
                     forward(T, W, nn)
                     backward(T, W, &moment[0])
                     site_out[i] = site_energy(T, W, ti, nn, &species[0], &moment[0])
@@ -1053,33 +1070,26 @@ cdef class Kernel:
 
         IN: radial coefficients, types, neighbour list.  OUT: ``out`` (N, S).
         """
-        cdef double[::1] dummy_s = np.zeros(self.T.C)
-        cdef double[::1] dummy_m = np.zeros(self.T.S)
-        self._check(radial, dummy_s, dummy_m, types, offsets, index, vectors)
+        cdef Nbl L = self._check(radial, None, None, types, offsets, index, vectors)
         if out.shape[0] != types.shape[0] or out.shape[1] != self.T.S:
             raise ValueError("output array has the wrong shape")
-        cdef Py_ssize_t n = types.shape[0], i
-        cdef int nt
-        cdef int cap = _max_nn(offsets), nn, ti, a
+        cdef Py_ssize_t n = L.n, i
+        cdef int nn, ti, a
         cdef int failed = 0
         cdef int* failp = &failed
         cdef Work* W = NULL
         cdef const Tab* T = &self.T
-        cdef const int64_t* tp = &types[0] if n else NULL
-        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
-        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
         if n == 0:
             return
-        nt = _nthreads(num_threads, n)
-        with nogil, parallel(num_threads=nt):
-            W = work_alloc(T, cap)
+        with nogil, parallel(num_threads=_nthreads(num_threads, n)):
+            W = work_alloc(T, L.cap)
             if W == NULL:
                 failp[0] = 1
             else:
                 for i in prange(n, schedule="dynamic", chunksize=16):
-                    ti = <int>tp[i]
+                    ti = <int>L.tp[i]
                     nn = <int>(offsets[i + 1] - offsets[i])
-                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0], False)
+                    prep(T, W, ti, nn, offsets[i], L.tp, L.ip, L.vp, &radial[0], False)
                     forward(T, W, nn)
                     for a in range(T.S):
                         out[i, a] = W.M[T.mapping[a]]
@@ -1102,20 +1112,16 @@ cdef class Kernel:
         the number of threads (one block: the plain sum in atom order).
         Site energies of the repulsive term do not depend on theta.
         """
-        self._check(radial, species, moment, types, offsets, index, vectors)
-        cdef Py_ssize_t n = types.shape[0], i, b, k, nblk = (n + ENERGY_BLOCK - 1) // ENERGY_BLOCK
+        cdef Nbl L = self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Py_ssize_t n = L.n, i, b, k, nblk = (n + ENERGY_BLOCK - 1) // ENERGY_BLOCK
         cdef int nt = _nthreads(num_threads, n)
         if out.shape[1] != self.n_params or (per_atom and out.shape[0] != n) or \
                 (not per_atom and out.shape[0] < 1):
             raise ValueError("output array has the wrong shape")
-        cdef int cap = _max_nn(offsets), nn, ti
         cdef int failed = 0
         cdef int* failp = &failed
         cdef Work* W = NULL
         cdef const Tab* T = &self.T
-        cdef const int64_t* tp = &types[0] if n else NULL
-        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
-        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
         cdef double* op = &out[0, 0]
         cdef Py_ssize_t npar = self.n_params
         cdef double* part = NULL
@@ -1123,12 +1129,12 @@ cdef class Kernel:
             return
         if per_atom:
             with nogil, parallel(num_threads=nt):
-                W = work_alloc(T, cap)
+                W = work_alloc(T, L.cap)
                 if W == NULL:
                     failp[0] = 1
                 else:
                     for i in prange(n, schedule="dynamic", chunksize=16):
-                        energy_atom(T, W, i, &offsets[0], tp, ip, vp, &radial[0], &moment[0],
+                        energy_atom(T, W, i, &offsets[0], L.tp, L.ip, L.vp, &radial[0], &moment[0],
                                     op + i * npar)
                     work_free(W)
         else:
@@ -1139,13 +1145,13 @@ cdef class Kernel:
             if nblk < nt:
                 nt = <int> nblk
             with nogil, parallel(num_threads=nt):
-                W = work_alloc(T, cap)
+                W = work_alloc(T, L.cap)
                 if W == NULL:
                     failp[0] = 1
                 else:
                     for b in prange(nblk, schedule="dynamic", chunksize=1):
                         for i in range(b * ENERGY_BLOCK, min(n, (b + 1) * ENERGY_BLOCK)):
-                            energy_atom(T, W, i, &offsets[0], tp, ip, vp, &radial[0], &moment[0],
+                            energy_atom(T, W, i, &offsets[0], L.tp, L.ip, L.vp, &radial[0], &moment[0],
                                         op if part == NULL else part + b * npar)
                     work_free(W)
             if part != NULL:
@@ -1241,35 +1247,34 @@ cdef class Kernel:
         Uses Sum_l dL/dF_l . F_l + Sum_ab dL/dS_ab S_ab = Sum_ij w_ij . dV_i/dr_ij with
         w_ij = dL/dF_i - dL/dF_j - (dL/dS) r_ij, then the tangent of dV_i/dtheta along w.
         """
-        self._check(radial, species, moment, types, offsets, index, vectors)
-        cdef Py_ssize_t n = types.shape[0], i, p
+        cdef Nbl L = self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Py_ssize_t n = L.n, i, p
         cdef int nt = _nthreads(num_threads, n)
         if out.shape[1] != self.n_params or out.shape[0] < nt or dl_df.shape[0] != n or \
                 dl_df.shape[1] != 3 or dl_ds.shape[0] != 3 or dl_ds.shape[1] != 3:
             raise ValueError("array has the wrong shape")
-        cdef int cap = _max_nn(offsets), nn, ti, j, c
+        cdef int nn, ti, j, c
         cdef int failed = 0
         cdef int* failp = &failed
         cdef Work* W = NULL
         cdef const Tab* T = &self.T
-        cdef const int64_t* tp = &types[0] if n else NULL
-        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
-        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef const int64_t* ip = L.ip
+        cdef const double* vp = L.vp
         cdef double* op = &out[0, 0]
         cdef Py_ssize_t npar = self.n_params
         cdef double* row
         if n == 0:
             return
         with nogil, parallel(num_threads=nt):
-            W = work_alloc(T, cap)
+            W = work_alloc(T, L.cap)
             if W == NULL:
                 failp[0] = 1
             else:
                 for i in prange(n, schedule="dynamic", chunksize=16):
-                    ti = <int>tp[i]
+                    ti = <int>L.tp[i]
                     nn = <int>(offsets[i + 1] - offsets[i])
                     row = op + threadid() * npar
-                    prep(T, W, ti, nn, offsets[i], tp, ip, vp, &radial[0])
+                    prep(T, W, ti, nn, offsets[i], L.tp, ip, vp, &radial[0])
                     forward(T, W, nn)
                     backward(T, W, &moment[0])
                     radial_h(T, W, nn)
@@ -1311,10 +1316,8 @@ cdef class Kernel:
         holds at most ``pair_budget`` doubles (0: 2**23, i.e. 64 MiB), which bounds the
         memory and does not change the result either.
         """
-        cdef double[::1] dummy_s = np.zeros(self.T.C)
-        cdef double[::1] dummy_m = np.zeros(self.T.S)
-        self._check(radial, dummy_s, dummy_m, types, offsets, index, vectors)
-        cdef Py_ssize_t n = types.shape[0], S = self.T.S
+        cdef Nbl L = self._check(radial, None, None, types, offsets, index, vectors)
+        cdef Py_ssize_t n = L.n, S = self.T.S
         if e_out.shape[0] != S or f_out.shape[0] != S or f_out.shape[1] != n or \
                 f_out.shape[2] != 3 or v_out.shape[0] != S or v_out.shape[1] != 3 or \
                 v_out.shape[2] != 3:
@@ -1329,7 +1332,7 @@ cdef class Kernel:
         v_out[:, :, :] = 0.0
         if pair_budget <= 0:
             pair_budget = 1 << 23
-        cdef int cap = _max_nn(offsets), nn, ti, nt, a
+        cdef int cap = L.cap, nn, ti, nt, a
         cdef Py_ssize_t maxpairs = max(<Py_ssize_t>cap, pair_budget // (3 * S))
         cdef Py_ssize_t a0, a1, i, pbase, npc, ncap
         cdef int failed = 0
@@ -1337,9 +1340,9 @@ cdef class Kernel:
         cdef Work* W = NULL
         cdef double* dM = NULL
         cdef const Tab* T = &self.T
-        cdef const int64_t* tp = &types[0]
-        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
-        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef const int64_t* tp = L.tp
+        cdef const int64_t* ip = L.ip
+        cdef const double* vp = L.vp
         cdef const double* rp = &radial[0] if radial.shape[0] else NULL
         cdef double* ep = &e_out[0]
         cdef double* fp = &f_out[0, 0, 0]
@@ -1415,19 +1418,19 @@ cdef class Kernel:
         OUT (zero-initialised by the caller): ``de`` (n,) dE/dtheta; ``dforces`` (N, 3, n)
         dF_la/dtheta; ``dvirial`` (9, n) dS_ab/dtheta, row 3a + b.
         """
-        self._check(radial, species, moment, types, offsets, index, vectors)
-        cdef Py_ssize_t n = types.shape[0], i, p, q, l
+        cdef Nbl L = self._check(radial, species, moment, types, offsets, index, vectors)
+        cdef Py_ssize_t n = L.n, i, p, q, l
         if de.shape[0] != self.n_params or dforces.shape[0] != n or dforces.shape[1] != 3 or \
                 dforces.shape[2] != self.n_params or dvirial.shape[0] != 9 or \
                 dvirial.shape[1] != self.n_params:
             raise ValueError("output array has the wrong shape")
         if n == 0:
             return
-        cdef int cap = _max_nn(offsets), nn, ti, j, c, a, b, nl
+        cdef int cap = L.cap, nn, ti, j, c, a, b, nl
         cdef const Tab* T = &self.T
-        cdef const int64_t* tp = &types[0]
-        cdef const int64_t* ip = &index[0] if index.shape[0] else NULL
-        cdef const double* vp = &vectors[0, 0] if index.shape[0] else NULL
+        cdef const int64_t* tp = L.tp
+        cdef const int64_t* ip = L.ip
+        cdef const double* vp = L.vp
         cdef Work* W = work_alloc(T, cap)
         cdef int64_t* atoms = <int64_t*>malloc((cap + 1) * sizeof(int64_t))
         if W == NULL or atoms == NULL:
