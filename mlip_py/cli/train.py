@@ -178,12 +178,17 @@ def run_train(potential, train_set, kw, calc_errors=False):
         reports["validation"] = vmon.as_dict()
     sys.stdout.flush()
 
+    if kw["report_json"]:
+        # the training loss of the potential as written (all ranks: a collective sum), so
+        # that fits, or a fit and a given potential (--max-iter=0), compare on one scale
+        final_loss = trainer.loss(mtp, gradient=False)[0]
     if kw["report_json"] and rank0:
         from ..io._atomic import atomic_open
 
         doc = {"potential": os.fspath(potential), "train_set": os.fspath(train_set),
                "output": out_name if (options.max_iter > 0 or options.linear) else None,
                "errors": reports,
+               "loss": final_loss,
                "loss_history": [{"phase": ph, "iteration": k, "loss": f}
                                 for ph, k, f in trainer.history],
                "loss_evaluations": trainer.loss.n_evals,

@@ -174,6 +174,15 @@ def test_train_small_end_to_end(emt_files, monkeypatch):
     rep = json.loads(Path("rep.json").read_text())
     hist = [h["loss"] for h in rep["loss_history"] if h["phase"] == "train"]
     assert hist[-1] < hist[0]
+    # "loss": the training loss of the potential written, the same as --max-iter=0 on it
+    assert rep["loss"] <= hist[-1] * (1 + 1e-12)
+    res = CliRunner().invoke(cli, [
+        "train", "out.mtp", "train.cfg", "--max-iter=0", "--weighting=structures",
+        "--report-json=rep0.json", "--threads=1"])
+    assert res.exit_code == 0, res.stderr
+    rep0 = json.loads(Path("rep0.json").read_text())
+    assert rep0["loss"] == pytest.approx(rep["loss"], rel=1e-12)
+    assert rep0["loss_history"] == []
     assert rep["errors"]["train"]["energy_per_atom"]["mlip_rms"] < 0.05
     assert rep["errors"]["train"] == rep["errors"]["validation"]
     try:
