@@ -375,6 +375,17 @@ class MaxVol:
             self._maybe_refresh()
         return swaps_all, gains_all, reason, gmax
 
+    def _selection_args(self, select_threshold, swap_threshold, swap_limit):
+        """(select threshold, swap threshold, swap limit or None), defaults filled, checked."""
+        sel = self.threshold_select if select_threshold is None else _check_threshold(
+            "select", select_threshold, 1.0)
+        thr = self.threshold_swap if swap_threshold is None else _check_threshold(
+            "swap", swap_threshold, 1.0)
+        limit = None if swap_limit is None else int(swap_limit)
+        if limit is not None and limit < 0:
+            raise ConfigError(f"swap limit must be >= 0, got {swap_limit!r}")
+        return sel, thr, limit
+
     def select(self, B, owners=None, select_threshold=None, swap_threshold=None,
                swap_limit=None, *, overwrite_b=False):
         """MLIP-2 multiple selection of the queued rows ``B`` (mlip-formats.md §5.3).
@@ -398,13 +409,7 @@ class MaxVol:
         SelectionResult
         """
         K = _kernels()
-        sel = self.threshold_select if select_threshold is None else _check_threshold(
-            "select", select_threshold, 1.0)
-        thr = self.threshold_swap if swap_threshold is None else _check_threshold(
-            "swap", swap_threshold, 1.0)
-        limit = None if swap_limit is None else int(swap_limit)
-        if limit is not None and limit < 0:
-            raise ConfigError(f"swap limit must be >= 0, got {swap_limit!r}")
+        sel, thr, limit = self._selection_args(select_threshold, swap_threshold, swap_limit)
         B = self._rows(B, copy=not overwrite_b)
         m = B.shape[0]
         owners = self._owners(owners, m)
@@ -591,13 +596,7 @@ class MaxVol:
         SelectionResult
             ``swaps`` hold (global row position, slot); ``passes`` the number of passes.
         """
-        sel = self.threshold_select if select_threshold is None else _check_threshold(
-            "select", select_threshold, 1.0)
-        thr = self.threshold_swap if swap_threshold is None else _check_threshold(
-            "swap", swap_threshold, 1.0)
-        limit = None if swap_limit is None else int(swap_limit)
-        if limit is not None and limit < 0:
-            raise ConfigError(f"swap limit must be >= 0, got {swap_limit!r}")
+        sel, thr, limit = self._selection_args(select_threshold, swap_threshold, swap_limit)
         if callable(row_blocks):
             source = row_blocks
         elif isinstance(row_blocks, np.ndarray):
