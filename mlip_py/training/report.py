@@ -117,24 +117,7 @@ class ErrorMonitor:
 
     def add(self, ref, pred):
         """Compare prediction ``pred`` with reference ``ref`` (two Configurations)."""
-        n = len(ref)
-        if ref.energy is not None and pred.energy is not None:
-            d = abs(pred.energy - ref.energy)
-            self.energy.add(d, abs(ref.energy), [pred.energy - ref.energy])
-            self.energy_pa.add(d / n if n else float("nan"), abs(ref.energy) / n if n else 0.0,
-                               [(pred.energy - ref.energy) / n] if n else None)
-        if ref.forces is not None and pred.forces is not None and n:
-            diff = pred.forces - ref.forces
-            self.forces.add_many(np.linalg.norm(diff, axis=1), np.linalg.norm(ref.forces, axis=1),
-                                 diff)
-        if ref.plus_stress is not None and pred.plus_stress is not None:
-            sr, sp = _full(ref.plus_stress), _full(pred.plus_stress)
-            diff = sp - sr
-            self.stress.add(float(np.linalg.norm(diff)), float(np.linalg.norm(sr)), diff)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                k = EV_A3_TO_GPA / ref.volume
-                self.stress_gpa.add(float(np.linalg.norm(diff * k)), float(np.linalg.norm(sr * k)),
-                                    diff * k)
+        self.add_values(ref, pred.energy, pred.forces, pred.plus_stress)
 
     def add_values(self, ref, energy, forces, virial):
         """Like :meth:`add` with the prediction given as arrays.
