@@ -158,24 +158,22 @@ def run_train(potential, train_set, kw, calc_errors=False):
 
     mtp = trainer.model.mtp
     reports = {}
-    mon = error_monitor(mtp, trainer.data, comm, threads)
-    log("")
-    log("\t\t* * * TRAIN ERRORS * * *")
-    log("")
-    if rank0:
-        click.echo(mon.report(), nl=False)
-    reports["train"] = mon.as_dict()
+
+    def report(name, data):
+        mon = error_monitor(mtp, data, comm, threads)
+        log("")
+        log(f"\t\t* * * {name.upper()} ERRORS * * *")
+        log("")
+        if rank0:
+            click.echo(mon.report(), nl=False)
+        reports[name] = mon.as_dict()
+
+    report("train", trainer.data)
     vdata = None
     if valid is not None:
         vdata = TrainingData(valid, params.max_dist)
         vdata.check_types(params.species_count)
-        vmon = error_monitor(mtp, vdata, comm, threads)
-        log("")
-        log("\t\t* * * VALIDATION ERRORS * * *")
-        log("")
-        if rank0:
-            click.echo(vmon.report(), nl=False)
-        reports["validation"] = vmon.as_dict()
+        report("validation", vdata)
     sys.stdout.flush()
 
     if kw["report_json"]:
