@@ -12,6 +12,7 @@ from mlip_py.io.mtp import read_mtp
 from mlip_py.potential.mtp import MTP
 from mlip_py.training.loss import (PENALTY_WEIGHT, Loss, LossWeights, TrainingData,
                                    radial_penalty)
+from refdata import shared_file
 
 
 def fd_gradient(loss, mtp, h=1e-6):
@@ -83,6 +84,40 @@ def test_loss_definition_by_hand(emt_cfgs, rng, small_params, randomized):
             term += w.stress / n / n * np.sum((vir - cfg.plus_stress_matrix()) ** 2)
         total += term + PENALTY_WEIGHT * pen
     assert f == pytest.approx(total / len(cfgs), rel=1e-12)
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize("element", ["Ni", "Mo"])
+@pytest.mark.parametrize("weighting", ["vibrations", "molecules", "structures"])
+def test_loss_equals_loss_of_the_originals_predictions(golden, element, weighting):
+    """The loss of a given potential (what ``mlp train`` logs at iteration 0 with
+    ``--init-params=same``) equals, to 1e-10, the §4.1 loss of MLIP-2's own predictions:
+    its lossless (17-digit) calc-efs output for the benchmark's level-20 MTP on the mlearn
+    test set, against the DFT labels, plus the penalty of the potential's radial coefficients.
+    (MLIP-2's train log prints only 6 digits; this checks every digit of the loss.)"""
+    ref = read_configurations(shared_file("data", "mlearn", f"{element}_test.extxyz"),
+                              type_map=[element])
+    orig = read_configurations(golden("mlearn", f"efs_mlearn_{element}_test.lossless.cfg"))
+    mtp = MTP(shared_file("data", "mlearn", f"{element}_Zuo2020_maml_mtp.2020.01.mtp"), 1)
+    w = LossWeights(weighting=weighting)          # MLIP-2's defaults 1 / 0.01 / 0.001
+    ours, _ = Loss(TrainingData(ref, mtp.params.max_dist), w)(mtp, gradient=False)
+    assert len(orig) == len(ref) > 20
+    total = 0.0
+    for r, o in zip(ref, orig):
+        n = len(r)
+        ce, cf, cs = {"vibrations": (1 / n, 1.0, 1 / n),
+                      "structures": (1 / n ** 2, 1 / n, 1 / n ** 2),
+                      "molecules": (1.0, 1.0, 1.0)}[weighting]
+        total += (ce * w.energy * (o.energy - r.energy) ** 2
+                  + cf * w.force * np.sum((o.forces - r.forces) ** 2)
+                  + cs * w.stress * np.sum((o.plus_stress_matrix() - r.plus_stress_matrix()) ** 2))
+    c = mtp.params.radial_coeffs
+    c = c.reshape(-1, c.shape[2], c.shape[3]).transpose(1, 0, 2).reshape(c.shape[2], -1)
+    k = len(c)
+    pen = sum((c[m] @ c[m] - 1) ** 2 for m in range(k)) + \
+        sum((c[a] @ c[b]) ** 2 for a in range(k) for b in range(a + 1, k))
+    expected = (total + len(ref) * PENALTY_WEIGHT * pen) / len(ref)
+    assert ours == pytest.approx(expected, rel=1e-10)
 
 
 def test_penalty_gradient(rng):
