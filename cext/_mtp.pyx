@@ -1113,7 +1113,10 @@ cdef class Kernel:
         Site energies of the repulsive term do not depend on theta.
         """
         cdef Nbl L = self._check(radial, species, moment, types, offsets, index, vectors)
-        cdef Py_ssize_t n = L.n, i, b, k, nblk = (n + ENERGY_BLOCK - 1) // ENERGY_BLOCK
+        # per atom: independent rows, handed out in chunks of 16 atoms; summed: blocks of
+        # ENERGY_BLOCK atoms, each block's partial sum in its own row of ``part``
+        cdef Py_ssize_t blk = 16 if per_atom else ENERGY_BLOCK
+        cdef Py_ssize_t n = L.n, i, b, k, nblk = (n + blk - 1) // blk
         cdef int nt = _nthreads(num_threads, n)
         if out.shape[1] != self.n_params or (per_atom and out.shape[0] != n) or \
                 (not per_atom and out.shape[0] < 1):
@@ -1127,38 +1130,28 @@ cdef class Kernel:
         cdef double* part = NULL
         if n == 0:
             return
-        if per_atom:
-            with nogil, parallel(num_threads=nt):
-                W = work_alloc(T, L.cap)
-                if W == NULL:
-                    failp[0] = 1
-                else:
-                    for i in prange(n, schedule="dynamic", chunksize=16):
-                        energy_atom(T, W, i, &offsets[0], L.tp, L.ip, L.vp, &radial[0], &moment[0],
-                                    op + i * npar)
-                    work_free(W)
-        else:
-            if nblk > 1:
-                part = <double*> calloc(nblk * npar, sizeof(double))
-                if part == NULL:
-                    raise MemoryError("MTP kernel: cannot allocate work buffers")
-            if nblk < nt:
-                nt = <int> nblk
-            with nogil, parallel(num_threads=nt):
-                W = work_alloc(T, L.cap)
-                if W == NULL:
-                    failp[0] = 1
-                else:
-                    for b in prange(nblk, schedule="dynamic", chunksize=1):
-                        for i in range(b * ENERGY_BLOCK, min(n, (b + 1) * ENERGY_BLOCK)):
-                            energy_atom(T, W, i, &offsets[0], L.tp, L.ip, L.vp, &radial[0], &moment[0],
-                                        op if part == NULL else part + b * npar)
-                    work_free(W)
-            if part != NULL:
-                for b in range(nblk):
-                    for k in range(npar):
-                        op[k] = op[k] + part[b * npar + k]
-                free(part)
+        if not per_atom and nblk > 1:
+            part = <double*> calloc(nblk * npar, sizeof(double))
+            if part == NULL:
+                raise MemoryError("MTP kernel: cannot allocate work buffers")
+        if nblk < nt:
+            nt = <int> nblk
+        with nogil, parallel(num_threads=nt):
+            W = work_alloc(T, L.cap)
+            if W == NULL:
+                failp[0] = 1
+            else:
+                for b in prange(nblk, schedule="dynamic", chunksize=1):
+                    for i in range(b * blk, min(n, (b + 1) * blk)):
+                        energy_atom(T, W, i, &offsets[0], L.tp, L.ip, L.vp, &radial[0],
+                                    &moment[0], op + i * npar if per_atom else
+                                    (op if part == NULL else part + b * npar))
+                work_free(W)
+        if part != NULL:
+            for b in range(nblk):
+                for k in range(npar):
+                    op[k] = op[k] + part[b * npar + k]
+            free(part)
         if failed:
             raise MemoryError("MTP kernel: cannot allocate work buffers")
 
