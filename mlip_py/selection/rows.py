@@ -292,7 +292,7 @@ class RowFunction:
         """True when the rows need no force/stress Jacobians (:meth:`many` batches them)."""
         return self._lean
 
-    def many(self, cfgs, num_threads=1, single=None):
+    def many(self, cfgs, num_threads=1):
         """Rows of each configuration of a list: ``[f(cfg) for cfg in cfgs]``, faster.
 
         The configurations with 1 to :data:`~mlip_py.potential.neighbors.DIRECT_MAX_ATOMS`
@@ -301,18 +301,17 @@ class RowFunction:
         configurations with ``num_threads`` OpenMP threads, each configuration by one
         thread.  Their rows are bit for bit those of ``f(cfg)``, whatever ``num_threads``.
         Every other configuration (and any the kernels decline: a cell that needs the
-        cell list, a malformed configuration, an error to report) is passed to
-        ``single`` (default: this function), one at a time, in order.
+        cell list, a malformed configuration, an error to report) is evaluated by this
+        function, one at a time, in order.
 
         Returns a list of ``(k, n)`` arrays (views of one block for the batched ones).
         """
-        single = self if single is None else single
         res = [None] * len(cfgs)
         if self._lean and cfgs:
             self._many_direct(cfgs, num_threads, res)
         for k, cfg in enumerate(cfgs):
             if res[k] is None:
-                res[k] = single(cfg)
+                res[k] = self(cfg)
         return res
 
     def _many_direct(self, cfgs, num_threads, res):

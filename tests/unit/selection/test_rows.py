@@ -233,11 +233,11 @@ def test_lean_rows_errors_as_generic_path(mo):
 
 
 @pytest.mark.parametrize("w", LEAN_WEIGHTS)
-def test_many_equals_one_thread_rows(golden, mo, w):
+def test_many_equals_one_thread_rows(golden, mo, w, monkeypatch):
     """RowFunction.many (batched kernels, parallel over configurations) = the one-thread
     rows of each configuration, bit for bit, for 1, 2 and 3 threads; configurations it
-    does not batch (no atoms, > 96 atoms, far coordinates) go to ``single``; a bad one
-    is reported by ``single`` at its place."""
+    does not batch (no atoms, > 96 atoms, far coordinates) go one at a time to the row
+    function itself; a bad one is reported there at its place."""
     cfgs = read_cfg(golden("train_Mo.cfg"))[:20] + [bcc(reps=1), bcc(reps=4, seed=3)]
     cl = bcc(reps=2, seed=5)
     cl.lattice = np.zeros((3, 3))
@@ -252,14 +252,16 @@ def test_many_equals_one_thread_rows(golden, mo, w):
     one = RowFunction(mo, w, num_threads=1)
     want = [one(c) for c in cfgs]
     passed = []
+    call = RowFunction.__call__
 
-    def single(cfg):
+    def single(self, cfg):
         passed.append(cfg)
-        return one(cfg)
+        return call(self, cfg)
 
+    monkeypatch.setattr(RowFunction, "__call__", single)
     for threads in (1, 2, 3):
         passed.clear()
-        got = RowFunction(mo, w).many(cfgs, threads, single)
+        got = RowFunction(mo, w).many(cfgs, threads)
         assert len(got) == len(cfgs)
         for g, x in zip(got, want):
             assert g.shape == x.shape and g.tobytes() == x.tobytes()
