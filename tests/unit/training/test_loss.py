@@ -32,6 +32,15 @@ def fd_gradient(loss, mtp, h=1e-6):
     return g
 
 
+def direct_penalty(radial):
+    """The radial orthonormality penalty of §4.1 written out: c_mu = all (C, C, R)
+    coefficients of radial function mu."""
+    k = radial.shape[2]
+    c = radial.reshape(-1, k, radial.shape[3]).transpose(1, 0, 2).reshape(k, -1)
+    return sum((c[m] @ c[m] - 1) ** 2 for m in range(k)) + \
+        sum((c[a] @ c[b]) ** 2 for a in range(k) for b in range(a + 1, k))
+
+
 def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
@@ -111,11 +120,7 @@ def test_loss_equals_loss_of_the_originals_predictions(golden, element, weightin
         total += (ce * w.energy * (o.energy - r.energy) ** 2
                   + cf * w.force * np.sum((o.forces - r.forces) ** 2)
                   + cs * w.stress * np.sum((o.plus_stress_matrix() - r.plus_stress_matrix()) ** 2))
-    c = mtp.params.radial_coeffs
-    c = c.reshape(-1, c.shape[2], c.shape[3]).transpose(1, 0, 2).reshape(c.shape[2], -1)
-    k = len(c)
-    pen = sum((c[m] @ c[m] - 1) ** 2 for m in range(k)) + \
-        sum((c[a] @ c[b]) ** 2 for a in range(k) for b in range(a + 1, k))
+    pen = direct_penalty(mtp.params.radial_coeffs)
     expected = (total + len(ref) * PENALTY_WEIGHT * pen) / len(ref)
     assert ours == pytest.approx(expected, rel=1e-10)
 
@@ -123,10 +128,7 @@ def test_loss_equals_loss_of_the_originals_predictions(golden, element, weightin
 def test_penalty_gradient(rng):
     radial = rng.normal(size=(2, 2, 3, 4))
     pen, grad = radial_penalty(radial)
-    c = radial.reshape(2 * 2, 3, 4).transpose(1, 0, 2).reshape(3, -1)
-    direct = sum((c[m] @ c[m] - 1) ** 2 for m in range(3)) + \
-        sum((c[a] @ c[b]) ** 2 for a in range(3) for b in range(a + 1, 3))
-    assert pen == pytest.approx(direct, rel=1e-13)
+    assert pen == pytest.approx(direct_penalty(radial), rel=1e-13)
     fd = np.zeros_like(radial)
     for idx in np.ndindex(radial.shape):
         r = radial.copy()
